@@ -1,0 +1,8 @@
+"""DynODE: video as a continuous trajectory in a StyleGAN2's latent space."""
+
+# Each block below is owned by one module; keep exports small.
+# --- generator
+from .stylegan2 import Generator
+# --- end generator
+
+__version__ = "0.1.0"

@@ -1,0 +1,311 @@
+"""A pure-PyTorch StyleGAN2 generator (no compiled extensions).
+
+Parameter names follow rosinality/stylegan2-pytorch's `model.py`, so its checkpoints load as they are;
+other formats are converted to these names by `dynode_core.checkpoints`. Every size (resolution, channels
+per resolution, mapping depth) is a constructor argument, so any checkpoint's layout can be rebuilt from
+its tensors.
+
+Shapes: z [B, z_dim], w [B, w_dim], ws [B, num_ws, w_dim], images [B, 3, H, W] in about [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NOISE_MODES = ("const", "random", "none")
+
+
+def _make_kernel(k: Sequence[float]) -> torch.Tensor:
+    k = torch.tensor(k, dtype=torch.float32)
+    k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Upsample by zero insertion, pad, then filter with `kernel` [kh, kw] (a true convolution). x [B, C, H, W]."""
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    k = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    return F.conv2d(x, k, groups=c)
+
+
+def _lrelu(x: torch.Tensor, bias: torch.Tensor, clamp: float | None = None) -> torch.Tensor:
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    x = F.leaky_relu(x + bias.view(shape).to(x.dtype), 0.2) * math.sqrt(2)
+    return x.clamp(-clamp, clamp) if clamp is not None else x
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate: weights stored as N(0, 1/lr_mul), scaled at run time."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = (self.weight * self.scale).to(x.dtype)
+        if self.activation:
+            return _lrelu(F.linear(x, w), self.bias * self.lr_mul)
+        return F.linear(x, w, (self.bias * self.lr_mul).to(x.dtype))
+
+
+class Blur(nn.Module):
+    def __init__(self, kernel: Sequence[float], pad: tuple[int, int], upsample_factor: int = 1):
+        super().__init__()
+        self.register_buffer("kernel", _make_kernel(kernel) * upsample_factor**2, persistent=False)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    def __init__(self, kernel: Sequence[float], factor: int = 2):
+        super().__init__()
+        self.register_buffer("kernel", _make_kernel(kernel) * factor**2, persistent=False)
+        p = len(kernel) - factor
+        self.factor = factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class ModulatedConv2d(nn.Module):
+    """Modulated (and optionally demodulated) convolution, optionally upsampling ×2 first.
+
+    Modulation is applied to activations rather than to a per-sample weight ("non-fused"), which is the
+    same function and runs as one ordinary convolution for the whole batch.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, w_dim: int, demodulate: bool = True,
+                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.modulation = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.scale = 1 / math.sqrt(in_ch * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.demodulate = demodulate
+        self.upsample = upsample
+        if upsample:
+            p = (len(blur_kernel) - 2) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        s = self.modulation(w)  # [B, in]
+        weight = (self.weight[0] * self.scale).to(x.dtype)  # [out, in, k, k]
+        x = x * s[:, :, None, None]
+        if self.upsample:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            w2 = weight.float().square().sum(dim=[2, 3])  # [out, in]
+            d = torch.rsqrt(s.float().square() @ w2.t() + 1e-8)  # [B, out]
+            x = x * d.to(x.dtype)[:, :, None, None]
+        if self.upsample:
+            x = self.blur(x)
+        return x
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return x if noise is None else x + self.weight.to(x.dtype) * noise.to(x.dtype)
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int, clamp: float | None = None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.clamp = clamp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _lrelu(x, self.bias, self.clamp)
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, w_dim: int, upsample: bool = False,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, w_dim, upsample=upsample, blur_kernel=blur_kernel)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch, clamp=conv_clamp)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, w), noise))
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_ch: int, w_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = (1, 3, 3, 1),
+                 conv_clamp: float | None = None):
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+        self.conv = ModulatedConv2d(in_ch, 3, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, w) + self.bias.to(x.dtype)
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+def default_channels(resolution: int, channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
+    """rosinality's channel table (channel_multiplier 2 is FFHQ config-f)."""
+    base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+    out = {}
+    for r in (2**i for i in range(2, int(math.log2(resolution)) + 1)):
+        c = base.get(r, 16) * (channel_multiplier if r >= 64 else 1)
+        out[r] = min(c, channel_max)
+    return out
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: `mapping` (z -> w) and `synthesis` (ws -> image).
+
+    Args:
+        resolution: output size, a power of two ≥ 4.
+        z_dim, w_dim: latent sizes. n_mlp: mapping depth. lr_mlp: mapping learning-rate multiplier.
+        channels: feature maps per resolution {4: c4, 8: c8, ...}; defaults to rosinality's table.
+        conv_clamp: activation clamp of NVIDIA's networks (None in rosinality's).
+    """
+
+    def __init__(self, resolution: int, z_dim: int = 512, w_dim: int = 512, n_mlp: int = 8,
+                 channels: dict[int, int] | None = None, lr_mlp: float = 0.01, conv_clamp: float | None = None,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        log = int(math.log2(resolution))
+        if resolution < 4 or 2**log != resolution:
+            raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
+        channels = {int(k): int(v) for k, v in (channels or default_channels(resolution)).items()}
+        missing = [2**i for i in range(2, log + 1) if 2**i not in channels]
+        if missing:
+            raise ValueError(f"channels has no entry for resolutions {missing}")
+        self.resolution, self.z_dim, self.w_dim, self.n_mlp = resolution, z_dim, w_dim, n_mlp
+        self.channels = {2**i: channels[2**i] for i in range(2, log + 1)}
+        self.lr_mlp, self.conv_clamp, self.blur_kernel = lr_mlp, conv_clamp, tuple(blur_kernel)
+        self.num_ws = log * 2 - 2
+        self.num_layers = (log - 2) * 2 + 1
+
+        layers: list[nn.Module] = [PixelNorm()]
+        for i in range(n_mlp):
+            layers.append(EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mlp, activation=True))
+        self.style = nn.Sequential(*layers)
+
+        c4 = self.channels[4]
+        self.input = ConstantInput(c4)
+        self.conv1 = StyledConv(c4, c4, 3, w_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
+        self.to_rgb1 = ToRGB(c4, w_dim, upsample=False, conv_clamp=conv_clamp)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        for i in range(self.num_layers):
+            r = 2 ** ((i + 5) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+        in_ch = c4
+        for i in range(3, log + 1):
+            out_ch = self.channels[2**i]
+            self.convs.append(StyledConv(in_ch, out_ch, 3, w_dim, upsample=True, blur_kernel=blur_kernel,
+                                         conv_clamp=conv_clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, w_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp))
+            self.to_rgbs.append(ToRGB(out_ch, w_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp))
+            in_ch = out_ch
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild this generator (JSON-serialisable)."""
+        return {"resolution": self.resolution, "z_dim": self.z_dim, "w_dim": self.w_dim, "n_mlp": self.n_mlp,
+                "channels": {str(k): v for k, v in self.channels.items()}, "lr_mlp": self.lr_mlp,
+                "conv_clamp": self.conv_clamp, "blur_kernel": list(self.blur_kernel)}
+
+    @property
+    def device(self) -> torch.device:
+        return self.w_avg.device
+
+    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
+        """z [B, z_dim] -> w [B, w_dim], pulled towards `w_avg` by `truncation_psi` (1 = no truncation)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape [B, {self.z_dim}], got {list(z.shape)}")
+        w = self.style(z.to(self.w_avg.dtype))
+        if truncation_psi != 1:
+            w = self.w_avg + truncation_psi * (w - self.w_avg)
+        return w
+
+    def make_noise(self, mode: str = "const", batch: int = 1) -> list[torch.Tensor | None]:
+        if mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+        bufs = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+        if mode == "none":
+            return [None] * self.num_layers
+        if mode == "random":
+            return [torch.randn(batch, *b.shape[1:], device=b.device, dtype=b.dtype) for b in bufs]
+        return bufs
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """ws [B, num_ws, w_dim] (or [B, 1, w_dim] / [B, w_dim], broadcast to every layer) -> [B, 3, H, W]."""
+        if ws.ndim == 2:
+            ws = ws[:, None]
+        if ws.ndim != 3 or ws.shape[2] != self.w_dim or ws.shape[1] not in (1, self.num_ws):
+            raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.w_dim}] (or [B, 1, {self.w_dim}]), "
+                             f"got {list(ws.shape)}")
+        dtype = self.input.input.dtype
+        ws = ws.to(dtype).expand(-1, self.num_ws, -1)
+        noise = self.make_noise(noise_mode, ws.shape[0])
+        x = self.input(ws.shape[0])
+        x = self.conv1(x, ws[:, 0], noise[0])
+        img = self.to_rgb1(x, ws[:, 1])
+        i = 1
+        for up, conv, to_rgb, n1, n2 in zip(self.convs[::2], self.convs[1::2], self.to_rgbs, noise[1::2], noise[2::2]):
+            x = up(x, ws[:, i], n1)
+            x = conv(x, ws[:, i + 1], n2)
+            img = to_rgb(x, ws[:, i + 2], img)
+            i += 2
+        return img
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor:
+        w = self.mapping(z, truncation_psi)
+        return self.synthesis(w[:, None].expand(-1, self.num_ws, -1), noise_mode)
+
+    @torch.no_grad()
+    def estimate_w_avg(self, n: int = 10000, seed: int = 0) -> torch.Tensor:
+        """Mean of `mapping` over n random z, stored as `w_avg`. [w_dim]"""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.z_dim, generator=g).to(self.device)
+        self.w_avg.copy_(torch.cat([self.style(c) for c in z.split(1000)]).mean(0))
+        return self.w_avg
