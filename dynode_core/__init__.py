@@ -4,5 +4,8 @@
 # --- generator
 from .stylegan2 import Generator
 # --- end generator
+# --- checkpoints
+from .checkpoints import BUILTIN_GENERATOR, CheckpointError, load_generator, save_generator
+# --- end checkpoints
 
 __version__ = "0.1.0"
