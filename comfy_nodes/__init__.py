@@ -1,0 +1,29 @@
+"""DynODE's ComfyUI node pack: thin nodes over `dynode_core` (classic NODE_CLASS_MAPPINGS API).
+
+ComfyUI loads it through the repository's root `__init__.py`; outside ComfyUI it imports as a plain package
+(the unit tests call the node classes directly).
+"""
+
+from . import _runtime
+from .clip_nodes import RenderClip
+from .file_nodes import LoadCodes, LoadDynamics, SaveCodes, SaveDynamics
+from .generator_nodes import Decode, Invert, LoadGenerator
+
+_runtime.register_folders()
+
+# node id -> (class, display name)
+_NODES = {
+    "DynodeLoadGenerator": (LoadGenerator, "Load StyleGAN2 Generator (DynODE)"),
+    "DynodeRenderClip": (RenderClip, "Render Cartoon Clip (DynODE)"),
+    "DynodeInvert": (Invert, "Invert Frames (DynODE)"),
+    "DynodeDecode": (Decode, "Decode Codes (DynODE)"),
+    "DynodeSaveCodes": (SaveCodes, "Save Codes (DynODE)"),
+    "DynodeLoadCodes": (LoadCodes, "Load Codes (DynODE)"),
+    "DynodeSaveDynamics": (SaveDynamics, "Save Dynamics (DynODE)"),
+    "DynodeLoadDynamics": (LoadDynamics, "Load Dynamics (DynODE)"),
+}
+
+NODE_CLASS_MAPPINGS = {k: cls for k, (cls, _) in _NODES.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {k: name for k, (_, name) in _NODES.items()}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
