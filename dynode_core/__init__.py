@@ -4,6 +4,11 @@
 # --- generator
 from .stylegan2 import Generator
 # --- end generator
+# --- faces
+from .builtin import load_factor_encoder
+from .faces import FACTOR_NAMES, face_regions, random_factors, render_clip, render_faces, talking_clip
+from .metrics import psnr
+# --- end faces
 # --- checkpoints
 from .checkpoints import BUILTIN_GENERATOR, CheckpointError, load_generator, save_generator
 # --- end checkpoints
