@@ -1,0 +1,41 @@
+"""Codes to frames, in chunks so that long clips never hold more than one batch of activations."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .codes import check_codes
+
+__all__ = ["decode", "Cancelled"]
+
+
+class Cancelled(RuntimeError):
+    """Raised when a long operation's `cancel()` hook returns True."""
+
+
+def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",
+           progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Render codes [N, L, D] (L = 1 for W or G.num_ws for W+; [N, D] is read as W) -> frames [N, 3, H, W].
+
+    Frames are float32 on the CPU in about [-1, 1]. `batch_size` codes are rendered at a time (the result
+    does not depend on it). `noise_mode="const"` uses the generator's fixed noise maps so a clip does not
+    flicker; "random" draws new noise per frame, "none" drops it. `progress(done, total)` is called after
+    each chunk; `cancel()` returning True stops with `Cancelled`.
+    """
+    codes = check_codes(codes, G)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n = codes.shape[0]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            if cancel is not None and cancel():
+                raise Cancelled(f"decoding cancelled after {start} of {n} frames")
+            chunk = codes[start:start + batch_size].to(G.device)
+            out.append(G.synthesis(chunk, noise_mode=noise_mode).float().cpu())
+            if progress is not None:
+                progress(min(start + batch_size, n), n)
+    # Leave inference mode: the frames may feed into autograd later (e.g. as inversion targets).
+    return torch.cat(out)
