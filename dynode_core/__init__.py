@@ -12,5 +12,8 @@ from .metrics import psnr
 # --- checkpoints
 from .checkpoints import BUILTIN_GENERATOR, CheckpointError, load_generator, save_generator
 # --- end checkpoints
+# --- plotting
+from .plotting import plot_trajectory
+# --- end plotting
 
 __version__ = "0.1.0"
