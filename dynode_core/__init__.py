@@ -10,7 +10,7 @@ from .faces import FACTOR_NAMES, face_regions, random_factors, render_clip, rend
 from .metrics import psnr
 # --- end faces
 # --- checkpoints
-from .checkpoints import BUILTIN_GENERATOR, CheckpointError, load_generator, save_generator
+from .checkpoints import BUILTIN_GENERATOR, CheckpointError, convert_checkpoint, load_generator, save_generator
 # --- end checkpoints
 # --- plotting
 from .plotting import plot_trajectory

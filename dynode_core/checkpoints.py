@@ -68,11 +68,18 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:
@@ -123,18 +130,21 @@ def _sniff(path: Path) -> str:
         return "safetensors"
     if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
         return "torch"
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" or head[:1] in (b"c", b"(", b"}", b"]"):  # protocol 2+ / protocol 0-1 openings
         return "pickle"
     raise _fail(path, f"unrecognised file contents (first bytes {head[:16]!r})")
 
 
 def _load_any(path: Path) -> tuple[Generator, dict]:
+    """(generator, info) with info["source_format"], info["w_avg"]; warns about what it had to guess."""
     kind = _sniff(path)
     if kind == "safetensors":
         return _load_safetensors(path), {"source_format": FORMAT_NAME}
-    if kind == "torch":
-        return _load_rosinality(path)
-    return _load_nvidia(path)
+    G, info = _load_rosinality(path) if kind == "torch" else _load_nvidia(path)
+    if info["w_avg"] == "estimated":
+        warnings.warn(f"{str(path)!r} has no stored truncation centre (latent_avg / w_avg): estimated w_avg as the "
+                      f"mean of the mapping network over {_W_AVG_SAMPLES} random z (seed 0)", stacklevel=3)
+    return G, info
 
 
 def load_generator(path_or_name: str | os.PathLike = "builtin", device: str | torch.device = "cpu",
@@ -260,8 +270,6 @@ def _build(state: dict[str, torch.Tensor], w_avg: torch.Tensor | None, path, lr_
     _load_state(G, {**state, "w_avg": w_avg}, path)
     if estimated:
         G.estimate_w_avg(_W_AVG_SAMPLES)
-        warnings.warn(f"{str(path)!r} has no stored truncation centre (latent_avg / w_avg): estimated it as the "
-                      f"mean of the mapping network over {_W_AVG_SAMPLES} random z (seed 0)", stacklevel=4)
     return G, estimated
 
 
@@ -397,6 +405,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._allowed = _allowed_globals()
 
     def find_class(self, module: str, name: str):
+        module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)  # protocol 0-2 names
         fn = self._allowed.get((module, name))
         if fn is not None:
             return fn
@@ -448,7 +457,7 @@ def _load_nvidia(path: Path) -> tuple[Generator, dict]:
         raise _fail(path, f"a pickle with keys {sorted(map(str, data))[:12]} - not a stylegan2-ada-pytorch network "
                           "snapshot (expected 'G_ema')")
     if "G_ema" not in data:
-        warnings.warn(f"{str(path)!r} has no 'G_ema'; using the non-averaged generator 'G'", stacklevel=3)
+        warnings.warn(f"{str(path)!r} has no 'G_ema'; using the non-averaged generator 'G'", stacklevel=4)
     return _nvidia_generator(G, path)
 
 
