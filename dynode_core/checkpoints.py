@@ -267,10 +267,20 @@ def _build(state: dict[str, torch.Tensor], w_avg: torch.Tensor | None, path, lr_
     w_avg = w_avg.detach().reshape(-1).float()
     if w_avg.numel() != w_dim:
         raise _fail(path, f"a truncation centre (latent_avg / w_avg) with {w_avg.numel()} values for w_dim {w_dim}")
+    if not any(k.startswith("noises.") for k in state):
+        # early rosinality checkpoints predate the stored noise buffers: keep the (seed-0) ones G was built with
+        state = {**state, **{f"noises.{k}": v for k, v in _seeded_noises(G).items()}}
+        warnings.warn(f"{str(path)!r} stores no noise buffers; noise_mode='const' uses fixed seed-0 noise",
+                      stacklevel=5)
     _load_state(G, {**state, "w_avg": w_avg}, path)
     if estimated:
         G.estimate_w_avg(_W_AVG_SAMPLES)
     return G, estimated
+
+
+def _seeded_noises(G: Generator) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {k: torch.randn(v.shape, generator=g) for k, v in G.noises.named_buffers()}
 
 
 # ----------------------------------------------------------------------------------------------- rosinality .pt

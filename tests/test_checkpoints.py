@@ -172,8 +172,9 @@ def test_rosinality_training_checkpoint(tmp_path, rosinality):
     path = tmp_path / "050000.pt"
     torch.save({"g": g, "d": {"convs.0.0.weight": torch.randn(4, 3, 1, 1)}, "g_ema": state, "g_optim": opt,
                 "d_optim": opt, "args": ns}, path)
-    with pytest.warns(UserWarning, match="estimated w_avg as the mean of the mapping network"):
+    with pytest.warns(UserWarning, match="estimated w_avg as the mean of the mapping network") as rec:
         G = dc.load_generator(path)
+    assert rec[0].filename == __file__, "warnings point at the caller"
     check_rosinality(G, t, latent_avg=False)
     # the estimate is a (different-sample) mean of the same mapping network as the reference's latent_avg
     assert max_diff(G.w_avg, t["latent_avg"]) < 0.1 * t["latent_avg"].abs().max()
@@ -185,6 +186,21 @@ def test_rosinality_bare_state_dict_and_legacy_serialization(tmp_path, rosinalit
     torch.save({**state, "latent_avg": t["latent_avg"]}, path, _use_new_zipfile_serialization=False)
     G = dc.load_generator(path)
     check_rosinality(G, t)
+
+
+def test_rosinality_without_noise_buffers(tmp_path, rosinality):
+    _, state, t = rosinality
+    state = {k: v for k, v in state.items() if not k.startswith("noises.")}
+    torch.save({"g_ema": state, "latent_avg": t["latent_avg"]}, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="stores no noise buffers") as rec:
+        G = dc.load_generator(tmp_path / "old.pt")
+    assert rec[0].filename == __file__, "warnings point at the caller"
+    with pytest.warns(UserWarning, match="stores no noise buffers"):
+        H = dc.load_generator(tmp_path / "old.pt")
+    with torch.no_grad():
+        assert max_diff(G.mapping(t["z"]), t["w"]) < TOL
+        assert torch.equal(G.synthesis(t["wplus"]), H.synthesis(t["wplus"])), "const noise is reproducible"
+        assert max_diff(G.synthesis(t["wplus"]), t["img_wplus"]) > 1e-3  # (different noise than the reference's)
 
 
 # ----------------------------------------------------------------------------------------------- NVIDIA .pkl
@@ -334,8 +350,10 @@ def test_nvidia_pkl_numpy_1x_and_2x_names(tmp_path, fake_nvidia, nvidia):
 def test_nvidia_without_g_ema_uses_g(tmp_path, fake_nvidia, nvidia):
     structure, t = nvidia
     write_snapshot(tmp_path / "g.pkl", fake_nvidia, structure, t, keys=("G",))
-    with pytest.warns(UserWarning, match="no 'G_ema'"):
-        check_nvidia(dc.load_generator(tmp_path / "g.pkl"), t)
+    with pytest.warns(UserWarning, match="no 'G_ema'") as rec:
+        G = dc.load_generator(tmp_path / "g.pkl")
+    assert rec[0].filename == __file__, "warnings point at the caller"
+    check_nvidia(G, t)
 
 
 def test_nvidia_embedded_source_is_never_run(tmp_path, fake_nvidia, nvidia):
