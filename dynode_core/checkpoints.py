@@ -286,13 +286,23 @@ def _seeded_noises(G: Generator) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------- rosinality .pt
 
 
+def _torch_load_allowlist() -> list:
+    """Globals allowed on top of torch's weights_only set: the training args and numpy values inside them."""
+    ma = _np_multiarray()
+    out: list = [argparse.Namespace, np.dtype, np.ndarray]
+    out += sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFD"}, key=str)  # numpy >= 1.25 dtype classes
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        out += [(ma.scalar, f"{mod}.scalar"), (ma._reconstruct, f"{mod}._reconstruct")]
+    return out
+
+
 def _load_rosinality(path: Path) -> tuple[Generator, dict]:
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(_torch_load_allowlist()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)", str(e))
-        what = f"the global {found.group(1)}" if found else "a Python object"
+        found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
+        what = f"the global {found.group(1) or found.group(2)}" if found else "a Python object"
         raise _fail(path, f"a PyTorch file that references {what}, which is not allowed (loading never runs "
                           "code from a checkpoint; only tensors, containers and argparse.Namespace are read)") from None
     except Exception as e:
@@ -309,6 +319,8 @@ def _load_rosinality(path: Path) -> tuple[Generator, dict]:
                           "checkpoint (expected 'g_ema')")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _fail(path, "a PyTorch file whose 'g_ema' is not a state dict of tensors")
+    if isinstance(latent_avg, np.ndarray):
+        latent_avg = torch.from_numpy(latent_avg.astype(np.float32))
     if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
         raise _fail(path, f"a 'latent_avg' of type {type(latent_avg).__name__} instead of a tensor")
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -188,6 +188,14 @@ def test_rosinality_bare_state_dict_and_legacy_serialization(tmp_path, rosinalit
     check_rosinality(G, t)
 
 
+def test_rosinality_numpy_values(tmp_path, rosinality):
+    _, state, t = rosinality
+    ns = argparse.Namespace(lr=np.float64(0.002), dtype=np.dtype("float32"), seeds=np.arange(3))
+    torch.save({"g_ema": state, "latent_avg": t["latent_avg"].numpy(), "args": ns}, tmp_path / "np.pt")
+    G = dc.load_generator(tmp_path / "np.pt")
+    check_rosinality(G, t)
+
+
 def test_rosinality_without_noise_buffers(tmp_path, rosinality):
     _, state, t = rosinality
     state = {k: v for k, v in state.items() if not k.startswith("noises.")}
