@@ -16,4 +16,13 @@ from .checkpoints import BUILTIN_GENERATOR, CheckpointError, convert_checkpoint,
 from .plotting import plot_trajectory
 # --- end plotting
 
+# --- inversion, editing, video
+from .codes import generator_fingerprint, load_codes, save_codes
+from .decoding import Cancelled, decode
+from .editing import builtin_directions, edit_all, edit_initial, flicker, load_direction, temporal_consistency
+from .inversion import Inversion, invert
+from .times import keyframe_mask, sample_times
+from .video import frames_from_uint8, frames_to_uint8, read_video, write_image, write_video
+# --- end inversion, editing, video
+
 __version__ = "0.1.0"
