@@ -6,6 +6,9 @@ ComfyUI loads it through the repository's root `__init__.py`; outside ComfyUI it
 
 from . import _runtime
 from .clip_nodes import RenderClip
+from .dynamics_nodes import (FitDynamics, NeuralCDE, NeuralODE, NeuralSDE, PlotTrajectory, SampleTimes,
+                             SampleTrajectory)
+from .edit_nodes import EditInitial, LoadDirection
 from .file_nodes import LoadCodes, LoadDynamics, SaveCodes, SaveDynamics
 from .generator_nodes import Decode, Invert, LoadGenerator
 
@@ -16,7 +19,16 @@ _NODES = {
     "DynodeLoadGenerator": (LoadGenerator, "Load StyleGAN2 Generator (DynODE)"),
     "DynodeRenderClip": (RenderClip, "Render Cartoon Clip (DynODE)"),
     "DynodeInvert": (Invert, "Invert Frames (DynODE)"),
+    "DynodeNeuralODE": (NeuralODE, "Neural ODE (DynODE)"),
+    "DynodeNeuralCDE": (NeuralCDE, "Neural CDE (DynODE)"),
+    "DynodeNeuralSDE": (NeuralSDE, "Neural SDE (DynODE)"),
+    "DynodeFitDynamics": (FitDynamics, "Fit Dynamics (DynODE)"),
+    "DynodeSampleTimes": (SampleTimes, "Sample Times (DynODE)"),
+    "DynodeSampleTrajectory": (SampleTrajectory, "Sample Trajectory (DynODE)"),
+    "DynodeLoadDirection": (LoadDirection, "Load Direction (DynODE)"),
+    "DynodeEditInitial": (EditInitial, "Edit Initial Code (DynODE)"),
     "DynodeDecode": (Decode, "Decode Codes (DynODE)"),
+    "DynodePlotTrajectory": (PlotTrajectory, "Plot Trajectory (DynODE)"),
     "DynodeSaveCodes": (SaveCodes, "Save Codes (DynODE)"),
     "DynodeLoadCodes": (LoadCodes, "Load Codes (DynODE)"),
     "DynodeSaveDynamics": (SaveDynamics, "Save Dynamics (DynODE)"),
