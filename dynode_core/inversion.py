@@ -142,7 +142,7 @@ def bisection_passes(n: int) -> list[list[int]]:
     return passes
 
 
-def _warm_start(codes: torch.Tensor, solved: list[int], i: int) -> torch.Tensor:
+def _interpolated_start(codes: torch.Tensor, solved: list[int], i: int) -> torch.Tensor:
     """Initial code of frame i: linear interpolation of the nearest solved frames (copy of one at an end)."""
     left = max((j for j in solved if j < i), default=None)
     right = min((j for j in solved if j > i), default=None)
@@ -210,7 +210,8 @@ def _w_stats(G: nn.Module, n: int = 2000, seed: int = 0) -> tuple[torch.Tensor, 
 def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 300, warm_steps: int | None = None,
            polish_steps: int | None = None,
            lr: float = 0.08, warm_lr: float | None = None, smoothness: float = 0.0, perceptual: str | os.PathLike | None = None,
-           perceptual_weight: float = 1.0, init: torch.Tensor | None = None, batch_size: int = 16, seed: int = 0,
+           perceptual_weight: float = 1.0, init: torch.Tensor | None = None, warm_start: bool = True,
+           batch_size: int = 16, seed: int = 0,
            progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
            return_psnr: bool = False) -> torch.Tensor | Inversion:
     """Find codes whose images reproduce `frames`. frames [T, 3, H, W] in [-1, 1] -> codes [T, L, D].
@@ -227,6 +228,8 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
         lr / warm_lr: peak learning rates of the anchor and of the later passes (warm_lr defaults to lr / 2).
         smoothness: weight of a temporal term in the joint pass, the mean squared difference of consecutive
             codes (summed over the clip); 0 turns it off.
+        warm_start: False inverts every frame independently from the average code with `steps` steps (the
+            classic projector, batched; the baseline of benchmarks/bench_inversion.py).
         perceptual: path of local VGG16 weights for a perceptual term (see `PerceptualLoss`).
         batch_size: most frames optimised at once (a longer pass is split).
         progress(done, total) after every step; cancel() returning True raises `Cancelled`.
@@ -270,6 +273,8 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
                 init = init.mean(1, keepdim=True)
             codes[:] = init.expand(T, n_layers, -1)
             plan = [(list(range(T)), "refine", warm_steps)]
+        elif not warm_start:
+            plan = [(list(range(T)), "anchor", steps)]
         else:
             plan = [(p, "warm" if i else "anchor", warm_steps if i else steps)
                     for i, p in enumerate(bisection_passes(T))]
@@ -288,7 +293,7 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
             elif kind == "refine":
                 start = codes[idx].clone()
             else:
-                start = torch.stack([_warm_start(codes, solved, i) for i in idx])
+                start = torch.stack([_interpolated_start(codes, solved, i) for i in idx])
             peak = warm_lr if warm else lr
             noise_scale = 0.0 if warm else 0.05 * w_std
             w = start.clone().requires_grad_(True)

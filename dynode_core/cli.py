@@ -1,0 +1,386 @@
+"""The `dynode` command: the demo, and invert / fit / sample / edit / decode / convert for your own
+generator and clip. Run `dynode <command> -h` for the options of each."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+__all__ = ["main"]
+
+_IDENTITY = ("w_dim", "num_ws", "resolution", "generator")
+
+
+class CLIError(Exception):
+    """A user mistake reported as one line, without a traceback."""
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU; an explicit device must be available."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError("--device mps: Apple MPS is not available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device must be auto, cpu, cuda or mps, got {name!r}")
+    return torch.device(name)
+
+
+@contextmanager
+def progress_bar(desc: str, quiet: bool = False):
+    """Yield a `progress(done, total)` callback drawing a tqdm bar (or nothing when quiet)."""
+    if quiet:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _with_hooks(fn, **hooks):
+    """Only pass the hooks (progress=, cancel=) that `fn` accepts."""
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {k: v for k, v in hooks.items() if v is not None and (k in params or accepts_any)}
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    """['iters=200', 'kind=x'] -> {'iters': 200, 'kind': 'x'} (values read as JSON when they parse)."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise CLIError(f"--option expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _parse_layers(text: str | None) -> range | list[int] | None:
+    """'0:4' -> range(0, 4); '1,3,5' -> [1, 3, 5]."""
+    if not text:
+        return None
+    try:
+        if ":" in text:
+            a, b = text.split(":", 1)
+            return range(int(a or 0), int(b))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise CLIError(f"--layers expects start:stop or a comma list of layer indices, got {text!r}") from None
+
+
+def _parse_times(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise CLIError(f"--times expects comma-separated numbers, got {text!r}") from None
+
+
+def _identity(meta: dict) -> dict:
+    """The generator-identity entries of a code file's metadata (carried into files derived from it)."""
+    return {k: meta[k] for k in _IDENTITY if k in meta}
+
+
+def _need_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"{what} not found: {p}")
+    return p
+
+
+def _grid(args, keyframe_times: torch.Tensor) -> torch.Tensor:
+    from .times import sample_times
+
+    explicit = _parse_times(getattr(args, "times", None))
+    if explicit is not None and args.factor == 1 and args.extrapolate == 0:
+        return sample_times(times=explicit)
+    return sample_times(keyframe_times, factor=args.factor, extrapolate=args.extrapolate, times=explicit)
+
+
+def _load_generator(spec: str, device: torch.device):
+    from .checkpoints import load_generator
+
+    if spec != "builtin":
+        _need_file(spec, "generator checkpoint")
+    return load_generator(spec, device=device)
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    metrics = run_demo(args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
+                       progress=lambda desc: progress_bar(desc, args.quiet), log=_log(args))
+    _log(args)(f"psnr_dynamics {metrics['psnr_dynamics']:.2f} dB, psnr_linear {metrics['psnr_linear']:.2f} dB; "
+               f"outputs in {args.out}")
+
+
+def cmd_invert(args) -> None:
+    from .codes import save_codes
+    from .inversion import invert
+    from .video import read_video
+
+    device = resolve_device(args.device)
+    frames, fps = read_video(_need_file(args.input, "input clip"), max_frames=args.max_frames)
+    fps = args.fps or fps
+    index = torch.arange(0, frames.shape[0], args.every)
+    frames = frames[index]
+    times = index.float() / fps if fps else index.float()
+    G = _load_generator(args.generator, device)
+    log = _log(args)
+    log(f"inverting {len(frames)} frames of {args.input} into {args.space.upper()} "
+        f"({'times in seconds at ' + format(fps, '.3g') + ' fps' if fps else 'times in frame numbers'})")
+    with progress_bar("invert", args.quiet) as bar:
+        res = invert(G, frames, space=args.space, steps=args.steps, warm_steps=args.warm_steps,
+                     smoothness=args.smoothness, perceptual=args.perceptual, batch_size=args.batch_size,
+                     seed=args.seed, progress=bar, return_psnr=True)
+    save_codes(args.out, res.codes, times, G=G,
+               metadata={"psnr": [round(float(p), 3) for p in res.psnr], "source": Path(args.input).name})
+    log(f"wrote {args.out}: codes {list(res.codes.shape)}, reconstruction PSNR mean {res.psnr.mean():.2f} dB "
+        f"(min {res.psnr.min():.2f})")
+
+
+def cmd_fit(args) -> None:
+    from . import fit_dynamics
+    from .codes import load_codes
+
+    f = load_codes(_need_file(args.codes, "codes file"))
+    options = _parse_options(args.option)
+    if args.seed is not None:
+        options.setdefault("seed", args.seed)
+    log = _log(args)
+    log(f"fitting {args.kind} dynamics to {f.codes.shape[0]} codes {list(f.codes.shape[1:])}")
+    t0 = time.perf_counter()
+    with progress_bar(f"fit {args.kind}", args.quiet) as bar:
+        dyn = fit_dynamics(f.times, f.codes.to(resolve_device(args.device)), kind=args.kind, **options,
+                           **_with_hooks(fit_dynamics, progress=bar))
+    dyn.save(args.out)
+    log(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
+
+
+def _load_dyn(path: str):
+    from . import load_dynamics
+
+    return load_dynamics(_need_file(path, "dynamics file"))
+
+
+def _keyframe_times(args, dyn) -> torch.Tensor:
+    from .codes import load_codes
+
+    if getattr(args, "codes", None):
+        return load_codes(_need_file(args.codes, "codes file")).times
+    t = getattr(dyn, "times", None)
+    if t is None:
+        raise CLIError("give --codes (the fitted clip's codes file) so its keyframe times can be used")
+    return torch.as_tensor(t).float()
+
+
+def cmd_sample(args) -> None:
+    from .codes import load_codes, save_codes
+
+    dyn = _load_dyn(args.dynamics)
+    meta = load_codes(_need_file(args.codes, "codes file")).metadata if args.codes else {}
+    z0 = None
+    if args.z0:
+        zf = load_codes(_need_file(args.z0, "z0 codes file"))
+        z0, meta = zf.codes[:1], zf.metadata
+    times = _grid(args, _keyframe_times(args, dyn))
+    codes = dyn.sample(times, z0=z0, seed=args.seed)
+    save_codes(args.out, codes, times, metadata=_identity(meta))
+    _log(args)(f"wrote {args.out}: codes {list(codes.shape)} at {len(times)} times "
+               f"[{float(times[0]):.3g} .. {float(times[-1]):.3g}]")
+
+
+def cmd_edit(args) -> None:
+    from .codes import load_codes, save_codes
+    from .editing import edit_all, edit_initial, load_direction
+
+    f = load_codes(_need_file(args.codes, "codes file"))
+    d = load_direction(args.direction, index=args.index, normalize=args.normalize)
+    layers = _parse_layers(args.layers)
+    if args.mode == "all":
+        codes, times = edit_all(f.codes, d, args.strength, layers=layers), f.times
+    else:
+        if not args.dynamics:
+            raise CLIError("--mode initial carries the edit through the clip with the fitted dynamics: "
+                           "give --dynamics DYN.safetensors (or use --mode all)")
+        dyn = _load_dyn(args.dynamics)
+        z0 = edit_initial(f.codes, d, args.strength, layers=layers)
+        times = _grid(args, f.times)
+        codes = dyn.sample(times, z0=z0, seed=args.seed)
+    save_codes(args.out, codes, times, metadata={**_identity(f.metadata), "edit": Path(str(args.direction)).stem,
+                                                 "strength": args.strength, "edit_mode": args.mode})
+    _log(args)(f"wrote {args.out}: edited codes {list(codes.shape)}")
+
+
+def cmd_decode(args) -> None:
+    from .codes import load_codes
+    from .decoding import decode
+    from .video import write_video
+
+    G = _load_generator(args.generator, resolve_device(args.device))
+    f = load_codes(_need_file(args.codes, "codes file"), G, strict=not args.force)
+    with progress_bar("decode", args.quiet) as bar:
+        frames = decode(G, f.codes, batch_size=args.batch_size, progress=bar)
+    fps = args.fps
+    if fps is None:
+        dt = torch.diff(f.times.double())
+        fps = float(1 / dt.median()) if len(dt) and dt.median() > 0 else 12.0
+    write_video(args.out, frames, fps=fps)
+    _log(args)(f"wrote {args.out}: {len(frames)} frames at {fps:.3g} fps")
+
+
+def cmd_convert(args) -> None:
+    from .checkpoints import convert_checkpoint
+
+    out = convert_checkpoint(_need_file(args.src, "checkpoint"), args.dst)
+    _log(args)(f"wrote {out}")
+
+
+def _log(args):
+    return (lambda msg: None) if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr))
+
+
+# --- parser -------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dynode", description=__doc__)
+    p.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp, device=True):
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+        if device:
+            sp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+
+    def grid(sp):
+        sp.add_argument("--factor", type=int, default=1, help="×k frames between consecutive keyframes")
+        sp.add_argument("--extrapolate", type=float, default=0.0, help="seconds to continue past the last keyframe")
+        sp.add_argument("--times", help="explicit comma-separated times (added to the grid)")
+
+    sp = sub.add_parser("demo", help="the whole pipeline on the built-in generator (no downloads)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--quick", action="store_true", help="tiny settings that finish in seconds (smoke test)")
+    sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("invert", help="video/GIF/image folder -> codes .safetensors")
+    sp.add_argument("generator", help="checkpoint (.safetensors / rosinality .pt / NVIDIA .pkl) or 'builtin'")
+    sp.add_argument("input", help="image folder, GIF, WebP or video file (video needs PyAV)")
+    sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
+    sp.add_argument("--space", choices=("w", "w+"), default="w+")
+    sp.add_argument("--steps", type=int, default=300, help="steps of the anchor frame")
+    sp.add_argument("--warm-steps", type=int, default=None, help="steps of each warm-started pass")
+    sp.add_argument("--smoothness", type=float, default=0.0, help="weight of the temporal smoothness term")
+    sp.add_argument("--perceptual", help="local VGG16 weights for a perceptual loss (never downloaded)")
+    sp.add_argument("--fps", type=float, help="frame rate of the input (read from the file when it has one)")
+    sp.add_argument("--every", type=int, default=1, help="keep every k-th frame (sparse keyframes)")
+    sp.add_argument("--max-frames", type=int, help="read at most this many frames")
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+    sp.set_defaults(func=cmd_invert)
+
+    sp = sub.add_parser("fit", help="codes -> fitted dynamics .safetensors")
+    sp.add_argument("codes", help="codes file from `dynode invert`")
+    sp.add_argument("--out", required=True, help="dynamics file to write (.safetensors)")
+    sp.add_argument("--kind", choices=("ode", "cde", "sde"), default="ode")
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="extra fit_dynamics option (repeatable)")
+    sp.add_argument("--seed", type=int, default=None)
+    common(sp)
+    sp.set_defaults(func=cmd_fit)
+
+    sp = sub.add_parser("sample", help="fitted dynamics -> codes on a time grid")
+    sp.add_argument("dynamics", help="dynamics file from `dynode fit`")
+    sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
+    sp.add_argument("--codes", help="the fitted clip's codes file (keyframe times and generator identity)")
+    sp.add_argument("--z0", help="start from the first code of this codes file instead (e.g. another face)")
+    sp.add_argument("--seed", type=int, default=None, help="SDE sample seed")
+    grid(sp)
+    common(sp, device=False)
+    sp.set_defaults(func=cmd_sample)
+
+    sp = sub.add_parser("edit", help="move codes along a direction (first frame + dynamics, or every frame)")
+    sp.add_argument("codes", help="codes file")
+    sp.add_argument("--direction", required=True, help="direction file (.safetensors/.npy/.npz/.pt) or a built-in name")
+    sp.add_argument("--strength", type=float, required=True)
+    sp.add_argument("--index", type=int, help="component index in files holding several directions (GANSpace)")
+    sp.add_argument("--normalize", action="store_true", help="scale the direction to unit norm first")
+    sp.add_argument("--layers", help="W+ layers to edit: start:stop or a comma list (default all)")
+    sp.add_argument("--mode", choices=("initial", "all"), default="initial",
+                    help="initial: edit the first code and run the dynamics from it (needs --dynamics); "
+                         "all: the same offset on every code")
+    sp.add_argument("--dynamics", help="dynamics file from `dynode fit` (for --mode initial)")
+    sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
+    sp.add_argument("--seed", type=int, default=None)
+    grid(sp)
+    common(sp, device=False)
+    sp.set_defaults(func=cmd_edit)
+
+    sp = sub.add_parser("decode", help="codes -> video (GIF, WebP, MP4 with PyAV, or a PNG folder)")
+    sp.add_argument("generator", help="checkpoint or 'builtin'")
+    sp.add_argument("codes", help="codes file")
+    sp.add_argument("--out", required=True, help=".gif, .webp, .mp4 or a folder for PNG frames")
+    sp.add_argument("--fps", type=float, help="default: from the codes' times")
+    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--force", action="store_true", help="decode codes made with another generator anyway")
+    common(sp)
+    sp.set_defaults(func=cmd_decode)
+
+    sp = sub.add_parser("convert", help="rosinality .pt / NVIDIA .pkl -> DynODE .safetensors")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    common(sp, device=False)
+    sp.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("dynode: interrupted; files being written were left untouched", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, FileNotFoundError, KeyError, IndexError, ImportError) as e:
+        if args.traceback:
+            raise
+        print(f"dynode {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
