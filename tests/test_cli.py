@@ -1,0 +1,125 @@
+"""The `dynode` command: smoke runs with tiny settings and clear errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dynode_core as dc
+from dynode_core.cli import main
+from dynode_core.stylegan2 import Generator
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(seed):
+    torch.manual_seed(seed)
+    G = Generator(16, z_dim=16, w_dim=16, n_mlp=1, channels={4: 16, 8: 16, 16: 8}).eval()
+    G.estimate_w_avg(500)
+    return G
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Two tiny generators saved as checkpoints, and a GIF made by the first one."""
+    d = tmp_path_factory.mktemp("cli")
+    G, other = _tiny(0), _tiny(1)
+    dc.save_generator(G, d / "g.safetensors")
+    dc.save_generator(other, d / "other.safetensors")
+    ws = torch.lerp(*G.mapping(torch.randn(2, 16, generator=torch.Generator().manual_seed(0))).detach(),
+                    torch.linspace(0, 1, 6)[:, None])
+    dc.write_video(d / "clip.gif", dc.decode(G, ws).clamp(-1, 1), fps=5)  # 200 ms: exact in GIF units
+    return d
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_invert_decode_edit_roundtrip(files, tmp_path, capsys):
+    codes = tmp_path / "codes.safetensors"
+    assert run("invert", files / "g.safetensors", files / "clip.gif", "--out", codes, "--steps", 20,
+               "--every", 2, "--device", "cpu", "-q") == 0
+    f = dc.load_codes(codes)
+    assert f.codes.shape == (3, 6, 16)
+    assert torch.allclose(f.times, torch.tensor([0.0, 0.4, 0.8]), atol=1e-3)  # seconds, from the GIF's fps
+    assert len(json.loads(f.metadata["psnr"])) == 3
+    assert run("decode", files / "g.safetensors", codes, "--out", tmp_path / "out.gif", "--device", "cpu",
+               "-q") == 0
+    frames, fps = dc.read_video(tmp_path / "out.gif")
+    assert frames.shape == (3, 3, 16, 16) and fps == pytest.approx(2.5, rel=0.05)
+    assert run("decode", files / "g.safetensors", codes, "--out", tmp_path / "png", "--device", "cpu", "-q") == 0
+    assert len(list((tmp_path / "png").glob("frame_*.png"))) == 3
+
+    torch.save(torch.randn(16), tmp_path / "dir.pt")
+    edited = tmp_path / "edited.safetensors"
+    assert run("edit", codes, "--direction", tmp_path / "dir.pt", "--strength", 2, "--mode", "all",
+               "--layers", "0:3", "--out", edited, "-q") == 0
+    e = dc.load_codes(edited)
+    diff = e.codes - f.codes
+    assert torch.allclose(diff[:, 3:], torch.zeros_like(diff[:, 3:])) and diff[:, :3].abs().sum() > 0
+    assert e.metadata["generator"] == f.metadata["generator"]  # identity carried over to derived files
+
+
+def test_codes_from_another_generator_are_refused(files, tmp_path, capsys):
+    codes = tmp_path / "codes.safetensors"
+    G = dc.load_generator(files / "g.safetensors")
+    dc.save_codes(codes, torch.randn(2, G.num_ws, G.w_dim), G=G)
+    assert run("decode", files / "other.safetensors", codes, "--out", tmp_path / "x.gif", "--device", "cpu") == 2
+    assert "another generator" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()
+    with pytest.warns(UserWarning, match="another generator"):
+        assert run("decode", files / "other.safetensors", codes, "--out", tmp_path / "x.gif", "--device", "cpu",
+                   "--force", "-q") == 0
+    wrong = tmp_path / "wrong.safetensors"
+    dc.save_codes(wrong, torch.randn(2, 4, 16))  # 4 layers: not W (1) and not this generator's W+ (6)
+    assert run("decode", files / "g.safetensors", wrong, "--out", tmp_path / "y.gif", "--device", "cpu") == 2
+    assert "num_ws" in capsys.readouterr().err
+
+
+def test_missing_and_bad_files(files, tmp_path, capsys):
+    assert run("decode", tmp_path / "nope.safetensors", tmp_path / "c.safetensors", "--out", tmp_path / "o.gif") == 2
+    assert "not found" in capsys.readouterr().err
+    assert run("invert", files / "g.safetensors", tmp_path / "none.gif", "--out", tmp_path / "c.safetensors") == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "junk.safetensors").write_bytes(b"junk" * 10)
+    assert run("decode", files / "g.safetensors", tmp_path / "junk.safetensors", "--out", tmp_path / "o.gif",
+               "--device", "cpu") == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert run("edit", tmp_path / "junk.safetensors", "--direction", "x", "--strength", 1,
+               "--out", tmp_path / "e.safetensors") == 2
+    assert run("convert", tmp_path / "nope.pt", tmp_path / "g2.safetensors") == 2
+    assert "not found" in capsys.readouterr().err
+    assert run("invert", files / "g.safetensors", files / "clip.gif", "--out", tmp_path / "c.safetensors",
+               "--device", "tpu") == 2
+    assert "--device" in capsys.readouterr().err
+
+
+def test_edit_initial_needs_dynamics(files, tmp_path, capsys):
+    codes = tmp_path / "codes.safetensors"
+    dc.save_codes(codes, torch.randn(3, 6, 16))
+    torch.save(torch.randn(16), tmp_path / "dir.pt")
+    assert run("edit", codes, "--direction", tmp_path / "dir.pt", "--strength", 1, "--out",
+               tmp_path / "e.safetensors") == 2
+    assert "--dynamics" in capsys.readouterr().err
+
+
+def test_convert(files, tmp_path):
+    assert run("convert", files / "g.safetensors", tmp_path / "g2.safetensors", "-q") == 0
+    G2 = dc.load_generator(tmp_path / "g2.safetensors")
+    assert dc.generator_fingerprint(G2) == dc.generator_fingerprint(dc.load_generator(files / "g.safetensors"))
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "dynode_core.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("demo", "invert", "fit", "sample", "edit", "decode", "convert"):
+        assert cmd in out.stdout
