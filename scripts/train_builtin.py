@@ -92,8 +92,8 @@ def train(args: argparse.Namespace) -> None:
         step += 1
         if step % args.eval_every == 0 or step == args.iters:
             G.eval()
-            rec = {"step": step, "seconds": round(time.time() - t0, 1), "loss": float(loss_img),
-                   "loss_map": float(loss_map), **evaluate(G, E)}
+            rec = {"step": step, "seconds": round(time.time() - t0, 1), "loss": loss_img.item(),
+                   "loss_map": loss_map.item(), **evaluate(G, E)}
             G.train()
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
@@ -151,7 +151,22 @@ def export(args: argparse.Namespace) -> None:
         save_file({"direction": d.contiguous()}, str(assets / "directions" / f"{name}.safetensors"),
                   metadata={"name": name, "space": "w", "description": f"strength 1: {desc}",
                             "source": f"builtin factor encoder, mean change of '{factor}' {lo} -> {hi}"})
+    contact_sheet(G, E, Path(args.sheet))
     print("exported to", assets)
+
+
+@torch.no_grad()
+def contact_sheet(G: Generator, E: FactorEncoder, path: Path, n: int = 10) -> None:
+    """Held-out faces: renderer (top), generator (middle), and random samples of the mapping network (bottom)."""
+    from dynode_core.video import frames_to_uint8, write_image
+
+    f = random_factors(n, seed=HELD_OUT_SEED + 2)
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(1))
+    rows = [render_faces(f, G.resolution), generate(G, E, f), G(z, truncation_psi=0.8)]
+    grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
+    grid = torch.nn.functional.interpolate(grid[None], scale_factor=2, mode="nearest")[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, grid)
 
 
 def main() -> None:
@@ -165,6 +180,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sheet", default=str(Path(__file__).resolve().parents[1] / "docs" / "builtin_contact_sheet.png"))
     p.add_argument("--export", action="store_true", help="only write the package assets from the checkpoint")
     args = p.parse_args()
     export(args) if args.export else train(args)
