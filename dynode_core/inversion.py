@@ -1,11 +1,11 @@
 """Projection of a clip into a generator's W or W+ space by optimisation, a whole clip at a time.
 
 The recipe is the one of NVIDIA's StyleGAN2 projector (Adam on the code, learning-rate ramp, code noise
-early on), made fast for video by warm starts: one *anchor* frame (the middle one) is inverted from the
-average code; the others are solved in a few batched passes, each frame starting from the linear
-interpolation of the two nearest already-solved frames (or a copy of the nearest one at the clip's ends),
-which is usually close to its answer, so it needs a fraction of the steps. The passes bisect the clip:
-for 16 frames, {7}, {0, 15}, {3, 11}, {1, 5, 9, 13}, then the 7 remaining frames.
+early on), made fast for video by warm starts. Three *anchor* frames (first, middle, last) are inverted
+from the average code in one batch; every other frame is solved in a few batched passes that bisect the
+gaps between solved frames, each frame starting from the linear interpolation of its two solved
+neighbours' codes. That start is usually close to the answer, so a warm frame needs a few small steps
+instead of hundreds. For 16 frames the passes are {0, 7, 15}, {3, 11}, {1, 5, 9, 13}, then the other 7.
 
 Losses: per-frame pixel MSE plus MSE on a pyramid of 2×-downsampled images ("multi-scale", which pulls the
 coarse layout in first), and optionally a VGG16 feature distance when the user has the weights locally
@@ -124,16 +124,12 @@ class PerceptualLoss(nn.Module):
 # --- schedule ----------------------------------------------------------------------------------------------
 
 def bisection_passes(n: int) -> list[list[int]]:
-    """Order in which frames are solved: the middle frame, then both ends, then midpoints of every gap
-    between solved frames, until all n are solved. Each inner list is one batched pass."""
+    """Order in which frames are solved: the first, middle and last frames (the anchors), then the midpoints
+    of every gap between solved frames, until all n are solved. Each inner list is one batched pass."""
     if n < 1:
         raise ValueError("need at least one frame")
-    mid = (n - 1) // 2
-    passes, solved = [[mid]], {mid}
-    ends = [i for i in (0, n - 1) if i not in solved]
-    if ends:
-        passes.append(ends)
-        solved.update(ends)
+    passes = [sorted({0, (n - 1) // 2, n - 1})]
+    solved = set(passes[0])
     while len(solved) < n:
         s = sorted(solved)
         new = [(a + b) // 2 for a, b in zip(s, s[1:]) if b - a > 1]
@@ -143,13 +139,10 @@ def bisection_passes(n: int) -> list[list[int]]:
 
 
 def _interpolated_start(codes: torch.Tensor, solved: list[int], i: int) -> torch.Tensor:
-    """Initial code of frame i: linear interpolation of the nearest solved frames (copy of one at an end)."""
-    left = max((j for j in solved if j < i), default=None)
-    right = min((j for j in solved if j > i), default=None)
-    if left is None or right is None:
-        return codes[right if left is None else left].clone()
-    a = (i - left) / (right - left)
-    return torch.lerp(codes[left], codes[right], a)
+    """Initial code of frame i: linear interpolation of the nearest solved frames on either side."""
+    left = max(j for j in solved if j < i)
+    right = min(j for j in solved if j > i)
+    return torch.lerp(codes[left], codes[right], (i - left) / (right - left))
 
 
 # --- main --------------------------------------------------------------------------------------------------
@@ -220,12 +213,15 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
     `return_psnr=True` an `Inversion(codes, psnr)` whose `psnr` [T] is each frame's reconstruction PSNR.
 
     Args:
-        steps: Adam steps of the anchor frame (from the average code).
-        warm_steps: steps of every warm-started pass (default steps // 4).
-        polish_steps: steps of a last joint pass over all frames, each from its own solution (default
-            warm_steps; 0 skips it). With `init` codes [T or 1, L, D] given, the bisection is skipped and
-            one joint pass of `warm_steps` starts from them.
-        lr / warm_lr: peak learning rates of the anchor and of the later passes (warm_lr defaults to lr / 2).
+        steps: Adam steps of the anchor frames (from the average code).
+        warm_steps: steps of every warm-started pass (default steps // 15).
+        polish_steps: steps of a last joint pass over all frames, each from its own solution, where the
+            smoothness term acts (default: warm_steps when smoothness > 0, else 0 = no such pass).
+            With `init` codes [T or 1, L, D] given, the bisection is skipped and one joint pass of
+            `warm_steps` starts from them.
+        lr / warm_lr: peak learning rates of the anchors and of the later passes (warm_lr defaults to
+            lr / 10: Adam's first steps move every coordinate by about the learning rate, which would throw
+            a warm start away from its good initial code).
         smoothness: weight of a temporal term in the joint pass, the mean squared difference of consecutive
             codes (summed over the clip); 0 turns it off.
         warm_start: False inverts every frame independently from the average code with `steps` steps (the
@@ -243,13 +239,14 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
     for name, v in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    warm_steps = max(1, steps // 4) if warm_steps is None else warm_steps
+    warm_steps = max(1, steps // 15) if warm_steps is None else warm_steps
     if not isinstance(warm_steps, int) or warm_steps < 1:
         raise ValueError(f"warm_steps must be a positive integer, got {warm_steps!r}")
-    polish_steps = warm_steps if polish_steps is None else polish_steps
+    if polish_steps is None:
+        polish_steps = warm_steps if smoothness > 0 else 0
     if not isinstance(polish_steps, int) or polish_steps < 0:
         raise ValueError(f"polish_steps must be an integer >= 0, got {polish_steps!r}")
-    warm_lr = lr / 2 if warm_lr is None else warm_lr
+    warm_lr = lr / 10 if warm_lr is None else warm_lr
     n_layers = 1 if space == "w" else G.num_ws
 
     with torch.inference_mode(False), torch.enable_grad(), _grad_ready(G) as G:

@@ -42,7 +42,8 @@ def clip(G):
 
 
 def test_bisection_passes_cover_every_frame_once():
-    assert bisection_passes(16) == [[7], [0, 15], [3, 11], [1, 5, 9, 13], [2, 4, 6, 8, 10, 12, 14]]
+    assert bisection_passes(16) == [[0, 7, 15], [3, 11], [1, 5, 9, 13], [2, 4, 6, 8, 10, 12, 14]]
+    assert bisection_passes(1) == [[0]] and bisection_passes(2) == [[0, 1]]
     for n in (1, 2, 3, 5, 17):
         flat = [i for p in bisection_passes(n) for i in p]
         assert sorted(flat) == list(range(n))
