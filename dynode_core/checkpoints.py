@@ -472,6 +472,8 @@ def _load_nvidia(path: Path) -> tuple[Generator, dict]:
         raise _fail(path, "a truncated pickle (the data ends early)") from None
     except Exception as e:
         raise _fail(path, f"a damaged or unreadable pickle ({type(e).__name__}: {str(e)[:200]})") from None
+    if isinstance(data, _Persistent):  # a generator pickled on its own, e.g. pickle.dump(G_ema, f)
+        data = {"G_ema": data}
     if not isinstance(data, dict):
         raise _fail(path, f"a pickle holding a {type(data).__name__}, not a network snapshot dict")
     G = data.get("G_ema", data.get("G"))

@@ -355,6 +355,12 @@ def test_nvidia_pkl_numpy_1x_and_2x_names(tmp_path, fake_nvidia, nvidia):
         check_nvidia(dc.load_generator(p), t)
 
 
+def test_nvidia_generator_pickled_alone(tmp_path, fake_nvidia, nvidia):
+    structure, t = nvidia
+    (tmp_path / "g.pkl").write_bytes(pickle.dumps(nvidia_module_tree(fake_nvidia, structure, t)))
+    check_nvidia(dc.load_generator(tmp_path / "g.pkl"), t)
+
+
 def test_nvidia_without_g_ema_uses_g(tmp_path, fake_nvidia, nvidia):
     structure, t = nvidia
     write_snapshot(tmp_path / "g.pkl", fake_nvidia, structure, t, keys=("G",))
