@@ -153,7 +153,8 @@ def load_generator(path_or_name: str | os.PathLike = "builtin", device: str | to
 
     Reads DynODE `.safetensors`, rosinality `.pt` and NVIDIA stylegan2-ada `.pkl` files (see module doc);
     every size is read from the file. The result is in eval mode with gradients off, float32 unless `dtype`
-    (e.g. `torch.bfloat16`, opt-in) is given. Raises `CheckpointError` for anything it cannot read.
+    (e.g. `torch.bfloat16`, opt-in) is given. Raises `CheckpointError` for anything it cannot read; warns
+    (`UserWarning`) when it had to estimate something the file lacks (the truncation centre `w_avg`).
     """
     G, _ = _load_any(_resolve(path_or_name))
     G = G.to(device=device, dtype=dtype) if dtype is not None else G.to(device)
@@ -167,9 +168,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     Raises `CheckpointError` if `src` cannot be read; `dst` is written atomically. Returns `dst`.
     """
     src_path = _resolve(src)
-    G, info = _load_any(src_path)
     if Path(dst).resolve() == src_path.resolve():
         raise CheckpointError(f"refusing to convert {str(src_path)!r} onto itself; choose another output path")
+    G, info = _load_any(src_path)
     return save_generator(G, dst, {"source": src_path.name, **info})
 
 
