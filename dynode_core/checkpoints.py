@@ -63,8 +63,10 @@ def _fail(path: str | os.PathLike, what: str) -> CheckpointError:
 
 def _atomic_write(path: Path, write) -> None:
     """Call `write(tmp_path)` on a temp file in `path`'s folder, then move it over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # keep the real extension last, so writers that infer the format from the name (PIL, PyAV) still work
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         write(tmp)
@@ -77,6 +79,13 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide, racy with other threads)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
