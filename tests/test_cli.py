@@ -123,3 +123,52 @@ def test_console_script_help():
     assert out.returncode == 0
     for cmd in ("demo", "invert", "fit", "sample", "edit", "decode", "convert"):
         assert cmd in out.stdout
+
+
+def test_fit_sample_edit_with_dynamics(tmp_path):
+    t = torch.linspace(0, 1, 5)
+    base = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(0))
+    vel = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(1))
+    codes = base + t[:, None, None] * vel + 0.1 * torch.sin(3 * t)[:, None, None]
+    src = dc.save_codes(tmp_path / "codes.safetensors", codes, t, metadata={"generator": "abc", "num_ws": "6",
+                                                                            "w_dim": "16"})
+    dyn = tmp_path / "dyn.safetensors"
+    assert run("fit", src, "--out", dyn, "--device", "cpu", "-q") == 0
+    dense = tmp_path / "dense.safetensors"
+    assert run("sample", dyn, "--codes", src, "--factor", 4, "--extrapolate", 0.5, "--out", dense, "-q") == 0
+    f = dc.load_codes(dense)
+    assert f.codes.shape[1:] == (6, 16) and len(f.times) == 17 + 8  # 0.5 s past the end at 0.0625 s spacing
+    assert f.metadata["generator"] == "abc"
+    assert torch.allclose(f.times[:17], torch.linspace(0, 1, 17), atol=1e-6)
+    # starting from another clip's first code moves the whole path there
+    other = dc.save_codes(tmp_path / "other.safetensors", codes + 3.0, t)
+    moved = tmp_path / "moved.safetensors"
+    assert run("sample", dyn, "--codes", src, "--z0", other, "--out", moved, "-q") == 0
+    m = dc.load_codes(moved)
+    assert torch.allclose(m.codes[0], codes[0] + 3.0, atol=1e-4)
+    torch.save(torch.randn(16), tmp_path / "dir.pt")
+    edited = tmp_path / "edited.safetensors"
+    assert run("edit", src, "--direction", tmp_path / "dir.pt", "--strength", 1.5, "--dynamics", dyn,
+               "--factor", 2, "--out", edited, "-q") == 0
+    e = dc.load_codes(edited)
+    d = torch.load(tmp_path / "dir.pt")
+    assert e.codes.shape == (9, 6, 16) and torch.allclose(e.codes[0], codes[0] + 1.5 * d, atol=1e-4)
+    assert run("sample", tmp_path / "missing.safetensors", "--out", moved) == 2
+
+
+def test_demo_quick(tmp_path):
+    if not dc.BUILTIN_GENERATOR.is_file():
+        pytest.skip("the built-in generator asset is not in this checkout")
+    out = tmp_path / "demo"
+    assert run("demo", "--out", out, "--quick", "--device", "cpu", "-q") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("psnr_dynamics", "psnr_linear", "psnr_keyframes_inversion", "seconds"):
+        assert key in metrics
+    assert metrics["psnr_dynamics"] > 5 and metrics["psnr_linear"] > 5
+    for name in ("comparison.gif", "comparison.webp", "interpolated.gif", "sde_variations.gif",
+                 "contact_sheet.png", "trajectory.png", "keyframe_codes.safetensors", "dynamics.safetensors"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    frames, _ = dc.read_video(out / "interpolated.gif")
+    n = metrics["frames"]
+    assert len(frames) == n["keyframes"] + n["interpolated"] + n["extrapolated"]
+    assert not list(out.glob(".*"))  # no temporary files left behind
