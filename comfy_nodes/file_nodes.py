@@ -19,6 +19,14 @@ def _saved(path: str) -> dict:
     return {"ui": {"text": [rel]}, "result": ()}
 
 
+def _mtime(name: str) -> float:
+    """Re-run a loader when its file was rewritten (ComfyUI compares this value with the last run's)."""
+    try:
+        return os.path.getmtime(_runtime.user_file_path(name))
+    except FileNotFoundError:
+        return float("nan")
+
+
 class SaveCodes:
     DESCRIPTION = "Save codes and their times to ComfyUI/output/ as <prefix>_00001.codes.safetensors."
     CATEGORY = "DynODE/files"
@@ -67,6 +75,10 @@ class LoadCodes:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, file, generator=None):
+        return _mtime(file)
+
     def load(self, file, generator=None):
         f = dc.load_codes(_runtime.user_file_path(file), G=generator)
         return (Codes(f.codes.to(_runtime.output_device()), f.times),)
@@ -107,6 +119,10 @@ class LoadDynamics:
             "file": (_runtime.list_user_files(".safetensors"), {"tooltip": "A .safetensors dynamics file from "
                      "ComfyUI/input/ or, marked [output], from ComfyUI/output/."}),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, file):
+        return _mtime(file)
 
     def load(self, file):
         return (dc.load_dynamics(_runtime.user_file_path(file)),)
