@@ -91,16 +91,19 @@ def _umask() -> int:
     return mask
 
 
-def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None,
+                   dtype: torch.dtype | None = None) -> Path:
     """Write `G` as a DynODE `.safetensors` file (weights, noise buffers, `w_avg`, config).
 
-    `metadata` values are stored as strings (non-strings as JSON). The file is written to a temp name in the
+    `metadata` values are stored as strings (non-strings as JSON). `dtype` (e.g. torch.float16) stores the
+    floating-point tensors at that precision to halve the file; loading always computes in float32. The file is written to a temp name in the
     same folder and moved into place, so an existing file is never left half-written. Returns the path.
     """
     path = Path(path)
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     meta.update({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": json.dumps(G.config)})
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous().clone()
+               for k, v in G.state_dict().items()}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 

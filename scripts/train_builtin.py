@@ -137,13 +137,15 @@ def export(args: argparse.Namespace) -> None:
     E.load_state_dict(state["E"])
     G.eval(), E.eval()
     G.estimate_w_avg()
-    metrics = evaluate(G, E)
-    print(json.dumps(metrics))
     assets = Path(args.assets)
     (assets / "directions").mkdir(parents=True, exist_ok=True)
+    G.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in G.state_dict().items()})
+    metrics = evaluate(G, E)
+    print(json.dumps(metrics))
     save_generator(G, assets / "builtin_generator.safetensors", metadata={
         "name": "builtin", "description": "64x64 cartoon faces (DynODE built-in), a decoder of the renderer's factors",
-        "trained_steps": str(state["step"]), "factor_names": json.dumps(FACTOR_NAMES), "metrics": json.dumps(metrics)})
+        "trained_steps": str(state["step"]), "factor_names": json.dumps(FACTOR_NAMES), "metrics": json.dumps(metrics)},
+                   dtype=torch.float16)  # half the file; the evaluation below is of the stored weights
     save_file({k: v.contiguous() for k, v in E.state_dict().items()}, str(assets / "builtin_factor_encoder.safetensors"),
               metadata={"factor_names": json.dumps(FACTOR_NAMES), "factor_ranges": json.dumps(FACTOR_RANGES)})
     for name, (factor, lo, hi, desc) in EDITS.items():
