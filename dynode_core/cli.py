@@ -150,6 +150,8 @@ def cmd_invert(args) -> None:
     from .inversion import invert
     from .video import read_video
 
+    if args.every < 1:
+        raise CLIError(f"--every must be >= 1, got {args.every}")
     device = resolve_device(args.device)
     frames, fps = read_video(_need_file(args.input, "input clip"), max_frames=args.max_frames)
     fps = args.fps or fps

@@ -125,6 +125,10 @@ def test_console_script_help():
         assert cmd in out.stdout
 
 
+needs_dynamics = pytest.mark.skipif(not hasattr(dc, "fit_dynamics"), reason="dynode_core has no fit_dynamics yet")
+
+
+@needs_dynamics
 def test_fit_sample_edit_with_dynamics(tmp_path):
     t = torch.linspace(0, 1, 5)
     base = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(0))
@@ -156,6 +160,7 @@ def test_fit_sample_edit_with_dynamics(tmp_path):
     assert run("sample", tmp_path / "missing.safetensors", "--out", moved) == 2
 
 
+@needs_dynamics
 def test_demo_quick(tmp_path):
     if not dc.BUILTIN_GENERATOR.is_file():
         pytest.skip("the built-in generator asset is not in this checkout")
