@@ -164,7 +164,7 @@ def contact_sheet(G: Generator, E: FactorEncoder, path: Path, n: int = 10) -> No
 
     f = random_factors(n, seed=HELD_OUT_SEED + 2)
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(1))
-    rows = [render_faces(f, G.resolution), generate(G, E, f), G(z, truncation_psi=0.8)]
+    rows = [render_faces(f, G.resolution), generate(G, E, f), G(z)]
     grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
     grid = torch.nn.functional.interpolate(grid[None], scale_factor=2, mode="nearest")[0]
     path.parent.mkdir(parents=True, exist_ok=True)
