@@ -39,10 +39,9 @@ class FitDynamics:
     def fit(self, codes, spec, seed):
         if not isinstance(spec, DynamicsSpec):
             raise TypeError("spec must come from a Neural ODE / CDE / SDE node")
-        progress = _runtime.Progress(1)
-        device = _runtime.compute_device()
+        progress = _runtime.Progress(spec.options.get("iterations", 1))
         start = time.perf_counter()
-        dyn = dc.fit_dynamics(codes.times.to(device), codes.codes.to(device), kind=spec.kind, seed=seed,
+        dyn = dc.fit_dynamics(codes.times, codes.codes, kind=spec.kind, seed=seed, device=_runtime.compute_device(),
                               progress=progress, cancel=_runtime.cancel_hook, **spec.options)
         log.info("DynODE FitDynamics: %s on %d codes in %.1f s", spec.kind, len(codes), time.perf_counter() - start)
         return (dyn,)
@@ -80,6 +79,9 @@ class SampleTimes:
         return (dc.sample_times(codes.times, factor=factor, extrapolate=extrapolate, times=extra),)
 
 
+_MODES = {"auto": None, "through keyframes": True, "initial value": False}
+
+
 class SampleTrajectory:
     DESCRIPTION = ("Run the fitted dynamics and read the path at the given times. By default it starts from the "
                    "fitted clip's own first code; connect z0 (e.g. an edited first frame, or another clip's codes) "
@@ -98,6 +100,11 @@ class SampleTrajectory:
                 "times": (TIMES, {"tooltip": "Where to read the path (Sample Times)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Noise seed of an SDE "
                                  "(ignored by ODE and CDE)."}),
+                "mode": (list(_MODES), {"default": "auto", "tooltip": "auto: through the keyframes when the model "
+                                        "was fitted with keyframes on and z0 is unconnected, else from z0 alone. "
+                                        "through keyframes: pass through the observed codes (shifted by z0's "
+                                        "offset if connected). initial value: run the learned motion from z0 (or "
+                                        "the first code) only."}),
             },
             "optional": {
                 "z0": (CODES, {"tooltip": "Start from the first of these codes instead of the fitted clip's first "
@@ -105,10 +112,12 @@ class SampleTrajectory:
             },
         }
 
-    def sample(self, dynamics, times, seed, z0=None):
-        start = None if z0 is None else z0.codes[0]
+    def sample(self, dynamics, times, seed, mode="auto", z0=None):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
+        start = None if z0 is None else z0.codes[:1]
         with torch.no_grad():
-            out = dynamics.sample(times, z0=start, seed=seed)
+            out = dynamics.sample(times, z0=start, seed=seed, keyframes=_MODES[mode])
         return (Codes(out.detach().float().to(_runtime.output_device()), times.detach().float().cpu()),)
 
 
@@ -171,17 +180,28 @@ def _spec_node(kind: str, title: str, description: str, options: dict):
     return Spec
 
 
-_ITERATIONS = ("INT", {"default": 300, "min": 1, "max": 100000, "tooltip": "Training iterations (more: closer fit, "
-                       "slower)."})
-_KEYFRAMES = ("BOOLEAN", {"default": True, "tooltip": "Make sampled paths pass through the observed codes "
-                          "(interpolation). Off: a pure initial-value model, for editing propagation and "
-                          "extrapolation."})
+def _common(iterations: int) -> dict:
+    return {
+        "iterations": ("INT", {"default": iterations, "min": 1, "max": 100000, "tooltip": "Optimiser steps of the "
+                               "fit: more fit the codes more closely and take longer."}),
+        "rank": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Largest number of directions of the "
+                         "clip's motion subspace the model moves in (at most frames - 1 are used)."}),
+        "keyframes": ("BOOLEAN", {"default": True, "tooltip": "On: sampled paths pass through the observed codes "
+                                  "(interpolation). Off: a pure initial-value model (the paper's), for "
+                                  "propagating edits and extrapolating."}),
+    }
+
 
 NeuralODE = _spec_node("ode", "Neural ODE", "A neural ODE: a learned velocity field moves the code "
-                       "deterministically; smooth paths through any time.",
-                       {"iterations": _ITERATIONS, "keyframes": _KEYFRAMES})
+                       "deterministically, giving a smooth path through any time.", {
+                           **_common(300),
+                           "hidden": ("INT", {"default": 64, "min": 4, "max": 4096, "tooltip": "Width of the "
+                                              "velocity field's MLP."}),
+                           "regularization": ("FLOAT", {"default": 0.01, "min": 0.001, "max": 10.0, "step": 0.001,
+                                                        "tooltip": "Weight decay of the velocity field: larger "
+                                                        "values give calmer, straighter paths."}),
+                       })
 NeuralCDE = _spec_node("cde", "Neural CDE", "A neural controlled differential equation: the state is driven by a "
-                       "smooth interpolation of all observed frames (not just the first).",
-                       {"iterations": _ITERATIONS})
-NeuralSDE = _spec_node("sde", "Neural SDE", "A neural SDE: learned drift and diffusion; every seed draws another "
-                       "plausible path.", {"iterations": _ITERATIONS, "keyframes": _KEYFRAMES})
+                       "smooth interpolation of all observed frames, not only the first.", _common(300))
+NeuralSDE = _spec_node("sde", "Neural SDE", "A neural SDE: learned drift and diffusion; every seed of Sample "
+                       "Trajectory draws another plausible path.", _common(300))

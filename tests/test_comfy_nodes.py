@@ -196,24 +196,29 @@ def test_sample_times(codes):
 
 def test_fit_sample_save_load_dynamics(G, codes, tmp_path, monkeypatch):
     monkeypatch.setattr(_runtime, "user_dirs", lambda: (str(tmp_path), str(tmp_path)))
-    spec_nodes = {cls.RETURN_TYPES: node_id for node_id, cls in N.items()}
-    (spec,) = run("DynodeNeuralODE", **_defaults("DynodeNeuralODE"))
+    (spec,) = run("DynodeNeuralODE", **{**_defaults("DynodeNeuralODE"), "iterations": 30})
+    assert spec.kind == "ode" and spec.options["keyframes"] is True
     (dyn,) = run("DynodeFitDynamics", codes=codes, spec=spec, seed=0)
     (times,) = run("DynodeSampleTimes", codes=codes, factor=2, extrapolate=0.0, extra_times="")
-    (path,) = run("DynodeSampleTrajectory", dynamics=dyn, times=times, seed=0)
+    (path,) = run("DynodeSampleTrajectory", dynamics=dyn, times=times, seed=0, mode="auto")
     assert path.codes.shape == (times.numel(), G.num_ws, G.w_dim) and torch.equal(path.times, times)
     assert torch.isfinite(path.codes).all()
-    # another start runs the same motion from there
-    moved = Codes(codes.codes + 0.5, codes.times)
-    (other,) = run("DynodeSampleTrajectory", dynamics=dyn, times=times, seed=0, z0=moved)
+    # keyframe mode passes through the observed codes; the in-between codes are new
+    assert torch.allclose(path.codes[::2], codes.codes, atol=1e-4)
+    assert not torch.allclose(path.codes[1::2], codes.codes[:-1], atol=1e-3)
+    # another start runs the learned motion from there (initial-value mode), shifted by the offset
+    moved = Codes(codes.codes[:1] + 0.5, codes.times[:1])
+    (other,) = run("DynodeSampleTrajectory", dynamics=dyn, times=times, seed=0, mode="auto", z0=moved)
+    assert torch.allclose(other.codes[0], moved.codes[0], atol=1e-4)
     assert not torch.allclose(other.codes, path.codes)
     saved = run("DynodeSaveDynamics", dynamics=dyn, filename_prefix="dynode/test")
     (rel,) = saved["ui"]["text"]
     assert rel.startswith("dynode/test_00001") and (tmp_path / rel).is_file()
     (loaded,) = run("DynodeLoadDynamics", file=str(tmp_path / rel))
-    (again,) = run("DynodeSampleTrajectory", dynamics=loaded, times=times, seed=0)
+    (again,) = run("DynodeSampleTrajectory", dynamics=loaded, times=times, seed=0, mode="auto")
     assert torch.allclose(again.codes, path.codes, atol=1e-5)
-    assert spec_nodes
+    with pytest.raises(ValueError, match="mode must be one of"):
+        run("DynodeSampleTrajectory", dynamics=dyn, times=times, seed=0, mode="sideways")
 
 
 def _defaults(node_id):
