@@ -25,4 +25,8 @@ from .times import keyframe_mask, sample_times
 from .video import frames_from_uint8, frames_to_uint8, read_video, write_image, write_video
 # --- end inversion, editing, video
 
+# --- dynamics
+from .dynamics import Dynamics, fit_dynamics, load_dynamics
+# --- end dynamics
+
 __version__ = "0.1.0"

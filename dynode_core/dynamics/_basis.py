@@ -1,0 +1,51 @@
+"""A clip's motion subspace: mean code + top principal directions, scaled so coordinates are O(1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LowRankBasis(nn.Module):
+    """y = (z - mean) @ directions.T / scale for flattened codes z [N, F] (F = L * D).
+
+    `directions` [k, F] are orthonormal rows: the top-k principal directions of the centred clip codes,
+    k <= min(rank, T - 1). `scale` is the standard deviation along the first direction, so fitted paths live
+    in a box of a few units whatever the generator. What a code has outside the span (`outside`) is carried
+    unchanged by the models, e.g. an edit or another person's identity.
+    """
+
+    def __init__(self, flat: torch.Tensor, rank: int):
+        super().__init__()
+        x = flat.detach().to("cpu", torch.float64)
+        mean = x.mean(0)
+        xc = x - mean
+        # eigen-decomposition of the small Gram matrix [T, T] instead of an SVD of [T, F]
+        evals, evecs = torch.linalg.eigh(xc @ xc.T)
+        evals, evecs = evals.flip(0), evecs.flip(1)
+        keep = int((evals > 1e-10 * evals[0].clamp_min(1e-300)).sum()) if evals[0] > 0 else 0
+        if keep == 0:
+            raise ValueError("all codes are identical: there is no motion to fit")
+        k = min(rank, x.shape[0] - 1, keep)
+        directions = (evecs[:, :k].T @ xc) / evals[:k].sqrt()[:, None]
+        self.register_buffer("mean", mean.float().to(flat.device))
+        self.register_buffer("directions", directions.float().to(flat.device))
+        self.register_buffer("scale", torch.tensor(math.sqrt(float(evals[0]) / x.shape[0])).float().to(flat.device))
+
+    @property
+    def rank(self) -> int:
+        return self.directions.shape[0]
+
+    def encode(self, flat: torch.Tensor) -> torch.Tensor:
+        """[N, F] -> coordinates [N, k]"""
+        return (flat - self.mean) @ self.directions.T / self.scale
+
+    def decode(self, y: torch.Tensor) -> torch.Tensor:
+        """coordinates [N, k] -> [N, F] (inside the span)"""
+        return (y * self.scale) @ self.directions + self.mean
+
+    def outside(self, flat: torch.Tensor) -> torch.Tensor:
+        """[N, F] -> the part of each code the basis does not represent, [N, F]"""
+        return flat - self.decode(self.encode(flat))

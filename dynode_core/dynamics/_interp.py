@@ -1,0 +1,134 @@
+"""Interpolation through keyframes: gap lookup and a spline under tension, chosen by cross-validation.
+
+A spline under tension (Schweikert 1966; Cline 1974) solves f'''' = p^2 f'' between knots: C2, through every
+knot, a natural cubic spline at tension p = 0 and ever closer to linear interpolation as p grows. It is linear
+in the values, so `TensionSpline` returns weight matrices [N, T] that are applied to any values [T, C].
+Computed in float64 on the CPU (T x T systems); times are in mean-gap units, so tensions are scale-free.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+TENSIONS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0, 128.0)
+
+
+def locate(knots: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For sorted knots [T] and queries q [N]: (left [N], right [N], a [N]).
+
+    Inside the range, q lies in the gap knots[left] <= q <= knots[right = left + 1] at fraction a in [0, 1].
+    Before the first knot left = right = 0, after the last left = right = T - 1; a = 0 there.
+    """
+    n = knots.shape[0]
+    right = torch.searchsorted(knots, q, right=True).clamp(1, n - 1)
+    left = right - 1
+    a = ((q - knots[left]) / (knots[right] - knots[left])).clamp(0, 1)
+    before, after = q < knots[0], q > knots[-1]
+    left = torch.where(after, right, left)
+    right = torch.where(before, left, right)
+    a = torch.where(before | after, torch.zeros_like(a), a)
+    return left, right, a
+
+
+class TensionSpline:
+    """Spline under tension through sorted knots [T] (float64); held constant outside the knots."""
+
+    def __init__(self, knots: torch.Tensor, tension: float):
+        self.knots = knots.detach().to("cpu", torch.float64)
+        self.p = float(tension)
+        T = len(self.knots)
+        h = self.knots[1:] - self.knots[:-1]
+        self.m_op = torch.zeros(T, T, dtype=torch.float64)  # second derivatives = m_op @ values
+        if T > 2:
+            a, b = self._ab(h)
+            A = torch.diag(b[:-1] + b[1:]) + torch.diag(a[1:-1], 1) + torch.diag(a[1:-1], -1)
+            D = torch.zeros(T - 2, T, dtype=torch.float64)  # slope differences as a matrix of the values
+            i = torch.arange(T - 2)
+            D[i, i] = 1 / h[:-1]
+            D[i, i + 1] = -1 / h[:-1] - 1 / h[1:]
+            D[i, i + 2] = 1 / h[1:]
+            self.m_op[1:-1] = torch.linalg.solve(A, D)
+
+    def _ab(self, h):
+        p = self.p
+        if p < 1e-3:
+            return h / 6, h / 3
+        e = torch.exp(-2 * p * h)
+        inv_sinh = 2 * torch.exp(-p * h) / (1 - e)
+        coth = (1 + e) / (1 - e)
+        return 1 / (p * p * h) - inv_sinh / p, coth / p - 1 / (p * p * h)
+
+    def weights(self, q: torch.Tensor, derivative: bool = False) -> torch.Tensor:
+        """Interpolation weights [N, T] at q [N]: values(q) = weights @ values (derivative=True: d/dq)."""
+        q = q.detach().to("cpu", torch.float64)
+        T = len(self.knots)
+        left, right, _ = locate(self.knots, q)
+        inside = right != left
+        right = torch.where(inside, right, (left + 1).clamp(max=T - 1))
+        xl, xr = self.knots[left], self.knots[right]
+        h = (xr - xl).clamp_min(1e-12)
+        u, v = (xr - q).clamp(min=0), (q - xl).clamp(min=0)
+        rows = torch.arange(len(q))
+        W = torch.zeros(len(q), T, dtype=torch.float64)
+        Ml, Mr = self.m_op[left], self.m_op[right]  # [N, T]
+        p = self.p
+        if p < 1e-3:  # natural cubic
+            if derivative:
+                cl, cr = -u ** 2 / (2 * h) + h / 6, v ** 2 / (2 * h) - h / 6
+                W[rows, left] -= 1 / h
+                W[rows, right] += 1 / h
+            else:
+                cl, cr = (u ** 3 / h - u * h) / 6, (v ** 3 / h - v * h) / 6
+                W[rows, left] += u / h
+                W[rows, right] += v / h
+        else:
+            den = 1 - torch.exp(-2 * p * h)
+
+            def sh(z):  # sinh(p z) / sinh(p h), stable for large p h
+                return torch.exp(p * (z - h)) * (1 - torch.exp(-2 * p * z)) / den
+
+            def ch(z):  # cosh(p z) / sinh(p h)
+                return torch.exp(p * (z - h)) * (1 + torch.exp(-2 * p * z)) / den
+
+            if derivative:
+                cl, cr = (-p * ch(u) + 1 / h) / p ** 2, (p * ch(v) - 1 / h) / p ** 2
+                W[rows, left] -= 1 / h
+                W[rows, right] += 1 / h
+            else:
+                cl, cr = (sh(u) - u / h) / p ** 2, (sh(v) - v / h) / p ** 2
+                W[rows, left] += u / h
+                W[rows, right] += v / h
+        W = W + cl[:, None] * Ml + cr[:, None] * Mr
+        # constant outside the knots
+        out = torch.zeros_like(W)
+        if not derivative:
+            out[rows, left] = 1.0
+        return torch.where(inside[:, None], W, out)
+
+
+def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.1,
+                   max_folds: int = 64) -> float:
+    """Tension from leave-one-out cross-validation over `TENSIONS`: each interior knot is predicted from the
+    others. Of the tensions whose error is within `tolerance` of the best, the highest is taken (the
+    smoothest-to-straightest safe choice: jerky clips get near-linear paths, smooth clips get curves).
+    values [T, C] (e.g. basis coordinates); at most `max_folds` knots are left out, evenly spread.
+    """
+    knots = knots.detach().to("cpu", torch.float64)
+    values = values.detach().to("cpu", torch.float64)
+    T = len(knots)
+    if T < 4:
+        return TENSIONS[-1]
+    folds = torch.linspace(1, T - 2, min(max_folds, T - 2)).round().long().unique().tolist()
+    errors = []
+    for p in TENSIONS:
+        err = 0.0
+        for j in folds:
+            keep = torch.tensor([i for i in range(T) if i != j])
+            w = TensionSpline(knots[keep], p).weights(knots[j:j + 1])
+            err += float(((w @ values[keep] - values[j]) ** 2).sum())
+        errors.append(err)
+    best = min(errors)
+    ok = [p for p, e in zip(TENSIONS, errors) if e <= (1 + tolerance) * best + 1e-12]
+    return max(ok) if math.isfinite(best) else TENSIONS[-1]

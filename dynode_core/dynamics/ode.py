@@ -1,0 +1,200 @@
+"""Neural ODE dynamics: learned autonomous velocity fields in the clip's motion subspace (torchdiffeq).
+
+Two fields: v_fwd moves a code forward in time, v_bwd backward (for times before a start). Each is
+`mlp(y) - rate * y`: a learned pull towards the clip's mean code plus an optional neural part (one shared
+SiLU MLP trunk). Fitting is multiple shooting: from every observed code, flow to the next `window` codes with
+v_fwd and to the previous `window` codes with v_bwd, full batch, one `odeint` call (fixed-step RK4, at most
+`step` mean gaps per step) per optimiser step.
+
+Whether the neural part is used is decided by extrapolation cross-validation when `neural="auto"`: fit with
+and without it on the first 3/4 of the clip and predict the rest (and the same backwards); the MLP is kept only
+if it predicts better. On short jerky clips (e.g. 11 real talking-head codes) the pull towards the mean wins,
+on smooth motion the MLP does.
+
+Sampling: keyframe mode takes the spline through the keyframes inside the observed range and the learned
+flow from the first/last keyframe outside it; initial-value mode flows from z0 at the first observed time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from .base import Dynamics, _register
+
+__all__ = ["ODEDynamics"]
+
+
+class _Fields(nn.Module):
+    """Velocity fields in basis coordinates, forward and backward in time: v_d(y) = mlp_d(y) - rate_d * y.
+
+    With neural=False the MLP is skipped (its output layer is zero-initialised, so it contributes nothing).
+    With diffusion=True it also holds a diagonal diffusion sigma [k] (used by the SDE).
+    """
+
+    def __init__(self, k: int, hidden: int, neural: bool = True, diffusion: bool = False):
+        super().__init__()
+        self.neural = neural
+        self.net = nn.Sequential(nn.Linear(k, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * k))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.raw_rate = nn.Parameter(torch.full((2,), -3.0))
+        self.raw_sigma = nn.Parameter(torch.full((k,), math.log(math.expm1(0.3)))) if diffusion else None
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return nn.functional.softplus(self.raw_sigma)
+
+    def forward(self, y: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+        """y [B, k], forward [B] bool -> velocity [B, k] (d y / d t for forward rows, d y / d(-t) otherwise)"""
+        rate = nn.functional.softplus(self.raw_rate)
+        v = torch.where(forward[:, None], -rate[0] * y, -rate[1] * y)
+        if self.neural:
+            k = y.shape[-1]
+            out = self.net(y)
+            v = v + torch.where(forward[:, None], out[:, :k], out[:, k:])
+        return v
+
+    def trainable(self) -> list[nn.Parameter]:
+        params = [self.raw_rate] + (list(self.net.parameters()) if self.neural else [])
+        return params + ([self.raw_sigma] if self.raw_sigma is not None else [])
+
+    def penalty(self) -> torch.Tensor:
+        if not self.neural:
+            return self.raw_rate.new_zeros(())
+        return sum((p ** 2).sum() for p in self.net.parameters())
+
+
+def flow(field: nn.Module, y: torch.Tensor, duration: torch.Tensor, forward: torch.Tensor,
+         step: float) -> torch.Tensor:
+    """Move every row of y [B, k] for `duration` [B] >= 0 (model time) along its field. -> [B, k]
+
+    All rows are integrated together on s in [0, 1] with dy/ds = duration * v(y) (RK4, at most `step`
+    model-time units per step for the longest row).
+    """
+    if y.shape[0] == 0:
+        return y
+    n = max(1, math.ceil(float(duration.max()) / step))
+    s = torch.linspace(0.0, 1.0, n + 1, device=y.device, dtype=y.dtype)
+    return odeint(lambda _, x: duration[:, None] * field(x, forward), y, s, method="rk4")[-1]
+
+
+def shooting_pairs(n: int, window: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs (i, j) with 1 <= |i - j| <= window among n codes: start at code i, predict code j."""
+    ii, jj = [], []
+    for i in range(n):
+        for j in range(max(0, i - window), min(n, i + window + 1)):
+            if j != i:
+                ii.append(i)
+                jj.append(j)
+    return torch.tensor(ii, device=device), torch.tensor(jj, device=device)
+
+
+@_register
+class ODEDynamics(Dynamics):
+    """Neural ODE (kind="ode"). Options: hidden, neural, regularization, window, step (docs/dynamics.md)."""
+
+    kind = "ode"
+    DIFFUSION = False
+    OPTIONS = {
+        "iterations": 300,
+        "hidden": 32,             # MLP width
+        "neural": "auto",         # use the MLP: True, False, or "auto" (extrapolation cross-validation)
+        "regularization": 1e-2,   # weight of the squared MLP weights
+        "window": 2,              # multiple shooting: each code predicts this many neighbours on each side
+        "step": 0.25,             # largest RK4 step, in mean keyframe gaps
+    }
+
+    @classmethod
+    def _check_kind_options(cls, config: dict) -> None:
+        if config["neural"] not in (True, False, "auto"):
+            raise ValueError(f"option neural must be True, False or 'auto', got {config['neural']!r}")
+        if config["regularization"] < 0:
+            raise ValueError(f"option regularization must be >= 0, got {config['regularization']!r}")
+
+    def _new_fields(self, neural: bool) -> _Fields:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.config["seed"]))
+            fields = _Fields(self.basis.rank, int(self.config["hidden"]), neural, self.DIFFUSION)
+        return fields.to(self.device)
+
+    def _build(self) -> None:
+        # a saved model knows whether it uses the MLP; a new one decides in _fit
+        self.fields = _Fields(self.basis.rank, int(self.config["hidden"]), self.config["neural"] is True,
+                              self.DIFFUSION)
+
+    # ------------------------------------------------------------------------------ fitting
+    def _pair_loss(self, fields: _Fields, pred: torch.Tensor, target: torch.Tensor,
+                   duration: torch.Tensor) -> torch.Tensor:
+        return ((pred - target) ** 2).mean()
+
+    def _train(self, fields: _Fields, y: torch.Tensor, tau: torch.Tensor, progress, cancel, done: int,
+               total: int, what: str = "fit") -> None:
+        i, j = shooting_pairs(len(tau), int(self.config["window"]), y.device)
+        duration, forward = (tau[j] - tau[i]).abs(), j > i
+        lam, step = float(self.config["regularization"]), float(self.config["step"])
+
+        def loss():
+            pred = flow(fields, y[i], duration, forward, step)
+            return self._pair_loss(fields, pred, y[j], duration) + lam * fields.penalty()
+
+        self._optimise(loss, fields.trainable(), int(self.config["iterations"]), progress, cancel,
+                       done=done, total=total, what=what)
+
+    def _fit(self, progress, cancel) -> None:
+        y = self.basis.encode(self.key_codes.flatten(1))
+        tau = self._tau(self.key_times)
+        T, iters = len(tau), int(self.config["iterations"])
+        neural = self.config["neural"]
+        hold = max(1, round(T / 4))
+        if neural == "auto" and T - hold < 3:
+            neural = False  # too few codes to learn (or test) more than the pull towards the mean
+        done, total = 0, iters * (5 if neural == "auto" else 1)
+        if neural == "auto":
+            step = float(self.config["step"])
+            scores = {}
+            for candidate in (False, True):
+                err = 0.0
+                for fwd in (True, False):
+                    fit_idx = slice(0, T - hold) if fwd else slice(hold, T)
+                    test = torch.arange(T - hold, T) if fwd else torch.arange(0, hold)
+                    start = T - hold - 1 if fwd else hold
+                    fields = self._new_fields(candidate)
+                    self._train(fields, y[fit_idx], tau[fit_idx], progress, cancel, done, total,
+                                what="cross-validation")
+                    done += iters
+                    with torch.no_grad():
+                        dur = (tau[test] - tau[start]).abs()
+                        pred = flow(fields, y[start].expand(len(test), -1), dur,
+                                    torch.full((len(test),), fwd, device=y.device), step)
+                        err += float(((pred - y[test]) ** 2).sum())
+                scores[candidate] = err
+            neural = scores[True] < scores[False]
+            self.config["cv_extrapolation_error"] = {"linear": scores[False], "neural": scores[True]}
+        self.config["neural"] = bool(neural)
+        self.fields = self._new_fields(bool(neural))
+        self._train(self.fields, y, tau, progress, cancel, done, total)
+
+    # ------------------------------------------------------------------------------ sampling
+    def _outside(self, q: torch.Tensor, y_key: torch.Tensor, seed) -> torch.Tensor:
+        """Coordinates at times q [M] outside the observed range, continued from the first / last keyframe."""
+        tau_last = float(self._tau(self.key_times[-1:]))
+        after = q > tau_last
+        start = torch.where(after[:, None], y_key[-1], y_key[0])
+        dur = torch.where(after, q - tau_last, -q)
+        return flow(self.fields, start, dur, after, float(self.config["step"]))
+
+    def _keyframe_path(self, q, y_spline, weights, y_key, seed):
+        out = y_spline.clone()
+        tau_last = float(self._tau(self.key_times[-1:]))
+        beyond = (q < 0) | (q > tau_last)
+        if beyond.any():
+            out[beyond] = self._outside(q[beyond], y_key, seed)
+        return out
+
+    def _initial_path(self, q, y0, seed):
+        return flow(self.fields, y0.expand(len(q), -1), q.abs(), q >= 0, float(self.config["step"]))

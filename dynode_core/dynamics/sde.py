@@ -1,0 +1,120 @@
+"""Neural SDE dynamics: learned drift and diffusion in the clip's motion subspace (torchsde).
+
+dy = v(y) dt + sigma dW: the drift v is the ODE's pair of forward/backward fields (pull towards the mean plus
+an MLP chosen by cross-validation), sigma [k] a learned diagonal diffusion. Both are fitted by maximum
+likelihood of the observed transitions (multiple shooting): y_j given y_i is read as Gaussian with mean the
+drift flow over the gap and variance sigma^2 * gap (exact for a linear drift, close for gaps of a few frames).
+
+Sampling simulates with `torchsde.sdeint` (Euler-Maruyama; a `BrownianInterval` seeded by `seed`, so a seed
+always gives the same path and different seeds differ). Keyframe mode: inside the observed range the path is
+the keyframe spline plus the SDE's noise over each gap, pinned to zero at both keyframes (a bridge: the noisy
+path minus its noise-free flow, corrected linearly to end at zero), so every sample passes through the
+observed codes and only the frames in between vary; outside the range the SDE runs from the end keyframe.
+The noise acts inside the motion subspace only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchsde
+from torch import nn
+
+from .base import _register
+from .ode import ODEDynamics, _Fields
+
+__all__ = ["SDEDynamics"]
+
+
+class _RescaledSDE(nn.Module):
+    """Rows with their own durations simulated together on s in [0, 1]: dy = d v(y) ds + sqrt(d) sigma dW_s."""
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, fields: _Fields, duration: torch.Tensor, forward: torch.Tensor, noise: bool = True):
+        super().__init__()
+        self.fields, self.duration, self.forward_rows = fields, duration, forward
+        self.noise = duration.sqrt()[:, None] * fields.sigma * float(noise)
+
+    def f(self, s, y):
+        return self.duration[:, None] * self.fields(y, self.forward_rows)
+
+    def g(self, s, y):
+        return self.noise.expand_as(y)
+
+
+@_register
+class SDEDynamics(ODEDynamics):
+    """Neural SDE (kind="sde"). Options as kind="ode" (docs/dynamics.md)."""
+
+    kind = "sde"
+    DIFFUSION = True
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """Learned diffusion per basis direction [k] (basis units per square root of a mean gap)."""
+        return self.fields.sigma.detach()
+
+    def _pair_loss(self, fields, pred, target, duration):
+        var = fields.sigma ** 2 * duration[:, None] + 1e-6
+        return 0.5 * (((target - pred) ** 2) / var + var.log()).mean()
+
+    def _simulate(self, start: torch.Tensor, duration: torch.Tensor, forward: torch.Tensor, s: torch.Tensor,
+                  seed: int | None, noise: bool = True) -> torch.Tensor:
+        """Paths from start [B, k] over `duration` [B] (> 0), read at sorted s [S] in [0, 1]. -> [S, B, k]"""
+        n = max(1, math.ceil(float(duration.max()) / float(self.config["step"])))
+        sde = _RescaledSDE(self.fields, duration, forward, noise)
+        bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=tuple(start.shape), dtype=start.dtype,
+                                       device=start.device, entropy=seed)
+        return torchsde.sdeint(sde, start, s, method="euler", dt=1.0 / n, bm=bm)
+
+    def _segments(self, start, duration, forward, seg, s_q, seed, noise_only=False):
+        """Simulate one path per segment (rows of start/duration/forward) and read query n at segment seg[n],
+        fraction s_q[n]. -> (values at the queries [N, k], values at each segment's end [B, k])"""
+        duration = duration.clamp_min(1e-6)
+        grid = torch.unique(torch.cat([s_q, s_q.new_tensor([0.0, 1.0])]))
+        paths = self._simulate(start, duration, forward, grid, seed)  # [S, B, k]
+        if noise_only:  # subtract the noise-free path (same scheme and steps) from the same start
+            paths = paths - self._simulate(start, duration, forward, grid, seed, noise=False)
+        return paths[torch.searchsorted(grid, s_q), seg], paths[-1]
+
+    def _keyframe_path(self, q, y_spline, weights, y_key, seed):
+        tau = self._tau(self.key_times)
+        T = len(tau)
+        inside = (q >= 0) & (q <= tau[-1])
+        # segment per query: gap g (between keyframes g and g + 1) inside, T - 1 after the end, T before the start
+        gap = (torch.searchsorted(tau, q, right=True) - 1).clamp(0, T - 2)
+        seg = torch.where(inside, gap, torch.where(q > tau[-1], T - 1, T))
+        seg_start = torch.cat([tau, tau[:1]])
+        seg_len = torch.cat([tau[1:] - tau[:-1], (q.max() - tau[-1]).clamp_min(0)[None],
+                             (-q.min()).clamp_min(0)[None]])
+        used = torch.unique(seg)
+        index = torch.full((T + 1,), -1, dtype=torch.long, device=q.device)
+        index[used] = torch.arange(len(used), device=q.device)
+        s_q = ((q - seg_start[seg]).abs() / seg_len[seg].clamp_min(1e-6)).clamp(0, 1)
+        forward = used < T
+        out = torch.empty_like(y_spline)
+        if inside.any():  # bridge noise around the spline; outside: the SDE itself from the end keyframes
+            inner = used[used < T - 1]
+            noise, end = self._segments(y_key[inner], seg_len[inner], forward[used < T - 1],
+                                        index[seg[inside]], s_q[inside], seed, noise_only=True)
+            out[inside] = y_spline[inside] + noise - s_q[inside, None] * end[index[seg[inside]]]
+        if (~inside).any():
+            outer = used[used >= T - 1]
+            starts = torch.where((outer == T - 1)[:, None], y_key[-1], y_key[0])
+            sel = index[seg[~inside]] - int((used < T - 1).sum())
+            values, _ = self._segments(starts, seg_len[outer], outer == T - 1, sel, s_q[~inside],
+                                       None if seed is None else seed + 1)
+            out[~inside] = values
+        return out
+
+    def _initial_path(self, q, y0, seed):
+        after = q >= 0
+        seg = torch.where(after, 0, 1)
+        seg_len = torch.stack([q.max().clamp_min(0), (-q.min()).clamp_min(0)])
+        s_q = (q.abs() / seg_len[seg].clamp_min(1e-6)).clamp(0, 1)
+        values, _ = self._segments(y0.expand(2, -1), seg_len, torch.tensor([True, False], device=q.device),
+                                   seg, s_q, seed)
+        return values
