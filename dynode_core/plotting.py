@@ -69,14 +69,14 @@ def plot_trajectory(observed: torch.Tensor, paths: Sequence[torch.Tensor] = (), 
     img = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    left, right, top, bottom = 56, W - 16, 28 if title else 14, H - 44
+    left, right, top, bottom = 56, W - 16, 28 if title else 14, H - 52
 
     def to_px(p: torch.Tensor) -> list[tuple[float, float]]:
         u = (p - lo) / (hi - lo)
         return [(left + float(a) * (right - left), bottom - float(b) * (bottom - top)) for a, b in u]
 
     draw.rectangle([left, top, right, bottom], outline=(160, 160, 160))
-    draw.text((left + (right - left) // 2 - 40, H - 30), f"PC1 ({100 * float(var[0]):.0f}% var.)", fill="black", font=font)
+    draw.text((left + (right - left) // 2 - 40, bottom + 6), f"PC1 ({100 * float(var[0]):.0f}% var.)", fill="black", font=font)
     draw.text((4, top + (bottom - top) // 2), f"PC2\n({100 * float(var[1]):.0f}%)", fill="black", font=font)
     if title:
         draw.text((left, 8), title, fill="black", font=font)
@@ -88,16 +88,15 @@ def plot_trajectory(observed: torch.Tensor, paths: Sequence[torch.Tensor] = (), 
             draw.line(xy, fill=colour, width=2, joint="curve")
         else:
             draw.ellipse([xy[0][0] - 3, xy[0][1] - 3, xy[0][0] + 3, xy[0][1] + 3], fill=colour)
-        ly = top + 6 + 14 * k
-        draw.line([(right - 150, ly + 6), (right - 130, ly + 6)], fill=colour, width=3)
-        draw.text((right - 124, ly), name, fill=colour, font=font)
+        lx = left + 110 * (k + 1)
+        draw.line([(lx, H - 12), (lx + 20, H - 12)], fill=colour, width=3)
+        draw.text((lx + 25, H - 18), name, fill=colour, font=font)
 
     times = None if observed_times is None else torch.as_tensor(observed_times).flatten().tolist()
     for i, (px, py) in enumerate(to_px(pts_obs)):
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=(0, 0, 0))
         label = str(i) if times is None else f"{times[i]:.3g}"
         draw.text((px + 6, py - 12), label, fill=(60, 60, 60), font=font)
-    ly = top + 6 + 14 * len(pts_paths)
-    draw.ellipse([right - 145, ly + 2, right - 135, ly + 12], fill=(0, 0, 0))
-    draw.text((right - 124, ly), "observed" + (" (t)" if times is not None else ""), fill="black", font=font)
+    draw.ellipse([left, H - 17, left + 10, H - 7], fill=(0, 0, 0))
+    draw.text((left + 15, H - 18), "observed" + (" (time)" if times is not None else ""), fill="black", font=font)
     return img
