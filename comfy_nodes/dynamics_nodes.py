@@ -109,15 +109,26 @@ class SampleTrajectory:
             "optional": {
                 "z0": (CODES, {"tooltip": "Start from the first of these codes instead of the fitted clip's first "
                                           "code (e.g. Edit Initial's output)."}),
+                "control": (CODES, {"tooltip": "Neural CDE only: drive the model with these codes' motion instead "
+                                               "of the fitted clip's (motion transfer)."}),
             },
         }
 
-    def sample(self, dynamics, times, seed, mode="auto", z0=None):
+    def sample(self, dynamics, times, seed, mode="auto", z0=None, control=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
         start = None if z0 is None else z0.codes[:1]
+        extra = {}
+        if control is not None:
+            if getattr(dynamics, "kind", None) != "cde":
+                raise ValueError(f"control (motion transfer) needs Neural CDE dynamics; these are "
+                                 f"{getattr(dynamics, 'kind', '?')!r}: fit with a Neural CDE node or disconnect control")
+            if mode == "through keyframes":
+                raise ValueError("mode 'through keyframes' follows the fitted clip; with a control clip use 'auto' "
+                                 "or 'initial value'")
+            extra = {"control": control.codes, "control_times": control.times}
         with torch.no_grad():
-            out = dynamics.sample(times, z0=start, seed=seed, keyframes=_MODES[mode])
+            out = dynamics.sample(times, z0=start, seed=seed, keyframes=_MODES[mode], **extra)
         return (Codes(out.detach().float().to(_runtime.output_device()), times.detach().float().cpu()),)
 
 
@@ -137,6 +148,8 @@ class PlotTrajectory:
                 "observed": (CODES, {"tooltip": "The observed codes (e.g. Invert's output); they set the axes."}),
                 "width": ("INT", {"default": 640, "min": 128, "max": 4096, "step": 16, "tooltip": "Image width."}),
                 "height": ("INT", {"default": 480, "min": 128, "max": 4096, "step": 16, "tooltip": "Image height."}),
+                "labels": ("STRING", {"default": "path 1, path 2, path 3", "tooltip": "Legend names of path_1, "
+                                      "path_2, path_3, comma-separated."}),
             },
             "optional": {
                 "path_1": (CODES, {"tooltip": "A sampled path, e.g. Sample Trajectory's output."}),
@@ -145,8 +158,10 @@ class PlotTrajectory:
             },
         }
 
-    def plot(self, observed, width, height, path_1=None, path_2=None, path_3=None):
-        named = [(f"path {i}", p) for i, p in ((1, path_1), (2, path_2), (3, path_3)) if p is not None]
+    def plot(self, observed, width, height, labels="", path_1=None, path_2=None, path_3=None):
+        names = [n.strip() for n in labels.split(",")]
+        names = [names[i] if i < len(names) and names[i] else f"path {i + 1}" for i in range(3)]
+        named = [(names[i], p) for i, p in enumerate((path_1, path_2, path_3)) if p is not None]
         img = dc.plot_trajectory(observed.codes, [p.codes for _, p in named], [n for n, _ in named],
                                  observed_times=observed.times, size=(width, height))
         array = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]  # [1, H, W, 3]
@@ -192,16 +207,27 @@ def _common(iterations: int) -> dict:
     }
 
 
+def _hidden(default: int, what: str) -> tuple:
+    return ("INT", {"default": default, "min": 4, "max": 4096, "tooltip": f"Width of the {what} MLP."})
+
+
+def _regularization(default: float) -> tuple:
+    return ("FLOAT", {"default": default, "min": 0.0001, "max": 10.0, "step": 0.0001, "tooltip": "Weight decay of "
+                      "the network: larger values give calmer, straighter paths."})
+
+
 NeuralODE = _spec_node("ode", "Neural ODE", "A neural ODE: a learned velocity field moves the code "
-                       "deterministically, giving a smooth path through any time.", {
-                           **_common(300),
-                           "hidden": ("INT", {"default": 64, "min": 4, "max": 4096, "tooltip": "Width of the "
-                                              "velocity field's MLP."}),
-                           "regularization": ("FLOAT", {"default": 0.01, "min": 0.001, "max": 10.0, "step": 0.001,
-                                                        "tooltip": "Weight decay of the velocity field: larger "
-                                                        "values give calmer, straighter paths."}),
-                       })
-NeuralCDE = _spec_node("cde", "Neural CDE", "A neural controlled differential equation: the state is driven by a "
-                       "smooth interpolation of all observed frames, not only the first.", _common(300))
+                       "deterministically, giving a smooth path through any time.",
+                       {**_common(300), "hidden": _hidden(64, "velocity field's"),
+                        "regularization": _regularization(0.01)})
+NeuralCDE = _spec_node("cde", "Neural CDE", "A neural controlled differential equation: a hidden state is driven "
+                       "by a smooth interpolation of all observed frames, not only the first. Sample Trajectory's "
+                       "control input drives it with another clip's motion (motion transfer).",
+                       {**_common(300), "hidden": _hidden(32, "vector field's"),
+                        "state": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "Size of the hidden "
+                                          "state the clip drives."}),
+                        "regularization": _regularization(0.001)})
 NeuralSDE = _spec_node("sde", "Neural SDE", "A neural SDE: learned drift and diffusion; every seed of Sample "
-                       "Trajectory draws another plausible path.", _common(300))
+                       "Trajectory draws another plausible path (in keyframe mode only the frames between "
+                       "keyframes vary).",
+                       {**_common(300), "hidden": _hidden(64, "drift's"), "regularization": _regularization(0.01)})

@@ -276,7 +276,7 @@ def test_save_and_load_codes(G, codes, tmp_path, monkeypatch):
 def test_plot_trajectory_is_an_image(codes):
     path = Codes(torch.nn.functional.interpolate(codes.codes.permute(1, 2, 0), size=11, mode="linear",
                                                  align_corners=True).permute(2, 0, 1), torch.linspace(0, 1.25, 11))
-    (img,) = run("DynodePlotTrajectory", observed=codes, width=320, height=240, path_1=path)
+    (img,) = run("DynodePlotTrajectory", observed=codes, width=320, height=240, labels="fitted", path_1=path)
     assert img.shape == (1, 240, 320, 3) and img.dtype == torch.float32
     assert float(img.min()) < 0.5 < float(img.max()) <= 1.0
     # the path is drawn in colour (blue), the background is white
@@ -360,3 +360,35 @@ def test_model_folders_progress_and_interruption_in_comfyui(fake_comfy, G, clip)
     files = N["DynodeLoadCodes"].INPUT_TYPES()["required"]["file"][0]
     assert files == ["y.codes.safetensors", "dynode/x.codes.safetensors [output]"]
     assert _runtime.user_file_path(files[1]) == str(fake_comfy["tmp"] / "output" / "dynode" / "x.codes.safetensors")
+
+
+def _fit(codes, node_id, **options):
+    (spec,) = run(node_id, **{**_defaults(node_id), "iterations": 15, **options})
+    (dyn,) = run("DynodeFitDynamics", codes=codes, spec=spec, seed=0)
+    return dyn
+
+
+def test_sde_seeds_and_cde_motion_transfer(codes):
+    (times,) = run("DynodeSampleTimes", codes=codes, factor=3, extrapolate=0.0, extra_times="")
+    sde = _fit(codes, "DynodeNeuralSDE")
+    (a,) = run("DynodeSampleTrajectory", dynamics=sde, times=times, seed=1, mode="auto")
+    (b,) = run("DynodeSampleTrajectory", dynamics=sde, times=times, seed=1, mode="auto")
+    (c,) = run("DynodeSampleTrajectory", dynamics=sde, times=times, seed=2, mode="auto")
+    assert torch.equal(a.codes, b.codes) and not torch.allclose(a.codes, c.codes)
+    assert torch.allclose(a.codes[::3], codes.codes, atol=1e-4), "SDE samples leave the keyframes"
+
+    cde = _fit(codes, "DynodeNeuralCDE")
+    (own,) = run("DynodeSampleTrajectory", dynamics=cde, times=times, seed=0, mode="initial value")
+    other = Codes(codes.codes.flip(0), codes.times)  # the same clip played backwards drives it
+    (moved,) = run("DynodeSampleTrajectory", dynamics=cde, times=times, seed=0, mode="auto", control=other)
+    assert moved.codes.shape == own.codes.shape and not torch.allclose(moved.codes, own.codes)
+    ode = _fit(codes, "DynodeNeuralODE")
+    with pytest.raises(ValueError, match="needs Neural CDE"):
+        run("DynodeSampleTrajectory", dynamics=ode, times=times, seed=0, mode="auto", control=other)
+
+
+def test_fit_errors_reach_the_user(codes):
+    (spec,) = run("DynodeNeuralODE", **_defaults("DynodeNeuralODE"))
+    one = Codes(codes.codes[:1], codes.times[:1])
+    with pytest.raises(ValueError, match="2"):
+        run("DynodeFitDynamics", codes=one, spec=spec, seed=0)
