@@ -217,7 +217,7 @@ def cmd_sample(args) -> None:
         zf = load_codes(_need_file(args.z0, "z0 codes file"))
         z0, meta = zf.codes[:1], zf.metadata
     times = _grid(args, _keyframe_times(args, dyn))
-    codes = dyn.sample(times, z0=z0, seed=args.seed)
+    codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=False if args.no_keyframes else None)
     save_codes(args.out, codes, times, metadata=_identity(meta))
     _log(args)(f"wrote {args.out}: codes {list(codes.shape)} at {len(times)} times "
                f"[{float(times[0]):.3g} .. {float(times[-1]):.3g}]")
@@ -239,7 +239,7 @@ def cmd_edit(args) -> None:
         dyn = _load_dyn(args.dynamics)
         z0 = edit_initial(f.codes, d, args.strength, layers=layers)
         times = _grid(args, f.times)
-        codes = dyn.sample(times, z0=z0, seed=args.seed)
+        codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=args.keyframes)
     save_codes(args.out, codes, times, metadata={**_identity(f.metadata), "edit": Path(str(args.direction)).stem,
                                                  "strength": args.strength, "edit_mode": args.mode})
     _log(args)(f"wrote {args.out}: edited codes {list(codes.shape)}")
@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--codes", help="the fitted clip's codes file (keyframe times and generator identity)")
     sp.add_argument("--z0", help="start from the first code of this codes file instead (e.g. another face)")
     sp.add_argument("--seed", type=int, default=None, help="SDE sample seed")
+    sp.add_argument("--no-keyframes", action="store_true",
+                    help="pure initial-value model: run the dynamics from the first code (or --z0) without "
+                         "pinning the path to the observed codes")
     grid(sp)
     common(sp, device=False)
     sp.set_defaults(func=cmd_sample)
@@ -344,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="initial: edit the first code and run the dynamics from it (needs --dynamics); "
                          "all: the same offset on every code")
     sp.add_argument("--dynamics", help="dynamics file from `dynode fit` (for --mode initial)")
+    sp.add_argument("--keyframes", action="store_true",
+                    help="--mode initial: pin the path to the observed codes moved by the edit, instead of "
+                         "running the learned dynamics alone from the edited first code (the paper's recipe)")
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
     sp.add_argument("--seed", type=int, default=None)
     grid(sp)

@@ -50,7 +50,7 @@ class DemoConfig:
 
 
 QUICK = DemoConfig(keyframes=4, steps=6, warm_steps=2, extrapolate=0.25, sde_samples=2,
-                   fit_options={"iters": 3}, sde_options={"iters": 3})
+                   fit_options={"iterations": 3, "neural": False}, sde_options={"iterations": 3, "neural": False})
 
 
 def _lerp_codes(key_t: torch.Tensor, codes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -185,7 +185,8 @@ def run_demo(out: str | Path, quick: bool = False, device: str | torch.device = 
         with stage(f"edit first frame ({edit_name}) and propagate", bar=False):
             d = load_direction(edit_name)
             z0 = edit_initial(codes, d, cfg.edit_strength)
-            edited = dyn.sample(grid, z0=z0).detach().cpu()
+            # The paper's recipe: the learned dynamics alone, run from the edited first code.
+            edited = dyn.sample(grid, z0=z0, keyframes=False).detach().cpu()
             edited_all = edit_all(path, d, cfg.edit_strength)
             frames_edit, frames_edit_all = decode(G, edited), decode(G, edited_all)
         edit_metrics = {
