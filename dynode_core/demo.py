@@ -232,9 +232,10 @@ def run_demo(out: str | Path, quick: bool = False, device: str | torch.device = 
             rows.append((f"edited ({edit_name})", frames_edit))
         write_image(out / "contact_sheet.png", _contact_sheet(rows, grid, is_key, float(key_t[-1])))
         paths = [path, linear, *variations] + ([edited] if edited is not None else [])
-        plot_labels = ["ODE path", "linear", *[f"SDE seed {seed + k}" for k in range(len(variations))]]
-        plot_labels += ["edited (ODE from edited z0)"] if edited is not None else []
+        plot_labels = ["ODE", "linear", *[f"SDE {seed + k}" for k in range(len(variations))]]
+        plot_labels += ["edited"] if edited is not None else []
         write_image(out / "trajectory.png", plot_trajectory(codes, paths, plot_labels, observed_times=key_t,
+                                                            size=(800, 560),
                                                             title="keyframe codes and paths, first two PCs"))
 
     timings["total"] = round(time.perf_counter() - t_start, 2)
