@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoints import _atomic_write, load_generator
 from .codes import save_codes
 from .decoding import decode
+from .dynamics._interp import locate
 from .editing import builtin_directions, edit_all, edit_initial, flicker, load_direction, temporal_consistency
 from .faces import render_clip
 from .inversion import invert
@@ -55,10 +56,8 @@ QUICK = DemoConfig(keyframes=4, steps=6, warm_steps=2, extrapolate=0.25, sde_sam
 
 def _lerp_codes(key_t: torch.Tensor, codes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear interpolation of codes [K, L, D] at times t [N] (held constant outside). -> [N, L, D]"""
-    t = t.clamp(key_t[0], key_t[-1])
-    i = torch.searchsorted(key_t, t, right=True).clamp(1, len(key_t) - 1)
-    a = ((t - key_t[i - 1]) / (key_t[i] - key_t[i - 1]))[:, None, None]
-    return torch.lerp(codes[i - 1], codes[i], a.to(codes.dtype))
+    left, right, a = locate(key_t.double(), t.double())
+    return torch.lerp(codes[left], codes[right], a.to(codes.dtype)[:, None, None])
 
 
 def _label_strip(texts: list[str], widths: list[int], height: int = 14) -> Image.Image:
@@ -210,7 +209,8 @@ def run_demo(out: str | Path, quick: bool = False, device: str | torch.device = 
     with stage("write outputs", bar=False):
         fps = cfg.fps
         write_video(out / "ground_truth.gif", truth, fps=fps)
-        held = codes[torch.searchsorted(key_t, grid.clamp(max=key_t[-1]), right=True) - 1]
+        left, right, a = locate(key_t.double(), grid.double())
+        held = codes[torch.where(a > 1 - 1e-6, right, left)]  # the latest keyframe at or before each time
         frames_held = decode(G, held)  # each keyframe's reconstruction shown until the next keyframe
         write_video(out / "keyframes.gif", frames_held, fps=fps)
         write_video(out / "interpolated.gif", frames_dyn, fps=fps)

@@ -125,12 +125,18 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
         arrays, durations = [], []
         for frame in ImageSequence.Iterator(im):
             arrays.append(np.asarray(_pil_rgb(frame)))
-            durations.append(frame.info.get("duration") or im.info.get("duration"))
-            if max_frames and len(arrays) >= max_frames:
-                break
+            durations.append(frame.info.get("duration") or im.info.get("duration") or 0)
+        comment = im.info.get("comment", b"")
     _check_same_size(arrays, path)
-    durations = [d for d in durations if d]
-    fps = 1000.0 / float(np.median(durations)) if durations and len(arrays) > 1 else None
+    fps = None
+    if len(arrays) > 1 and all(d > 0 for d in durations):
+        # GIF/WebP writers merge identical consecutive frames into one longer frame: expand them again, using
+        # the frame rate `write_video` records in a GIF comment, else the shortest frame as one period.
+        m = re.search(rb"fps=([0-9.]+)", comment if isinstance(comment, bytes) else comment.encode())
+        period = 1000.0 / float(m.group(1)) if m else float(min(durations))
+        arrays = [a for a, d in zip(arrays, durations) for _ in range(max(1, round(d / period)))]
+        fps = 1000.0 / period
+    arrays = arrays[:max_frames] if max_frames else arrays
     return frames_from_uint8(np.stack(arrays)), fps
 
 
@@ -210,7 +216,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float = 12.0
     images = [Image.fromarray(p) for p in pixels]
     duration = max(1, round(1000.0 / fps))
     if suffix == ".gif":
-        kw = dict(format="GIF", loop=0, duration=duration, optimize=False, disposal=1)
+        kw = dict(format="GIF", loop=0, duration=duration, optimize=False, disposal=1, comment=f"dynode fps={fps:g}")
     else:
         kw = dict(format="WEBP", loop=0, duration=duration, lossless=lossless, quality=quality, method=4)
     _atomic_write(path, lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], **kw))

@@ -189,3 +189,14 @@ def test_sample_times_errors():
 def test_keyframe_mask():
     t = sample_times([0.0, 1.0, 2.0], factor=2)
     assert keyframe_mask(t, [0.0, 1.0, 2.0]).tolist() == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_repeated_frames_survive_the_round_trip(tmp_path, suffix):
+    """Pillow merges identical consecutive frames into one longer frame; reading expands them again."""
+    f = _quantised(_clip(6))
+    f[2:5] = f[2]  # a held frame, as in a clip that pauses
+    write_video(tmp_path / f"held{suffix}", f, fps=16, lossless=True)
+    back, fps = read_video(tmp_path / f"held{suffix}")
+    assert back.shape[0] == 6 and fps == pytest.approx(16, rel=0.02)
+    assert (back - f).abs().mean() < 0.05
