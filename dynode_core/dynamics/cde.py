@@ -1,0 +1,151 @@
+"""Neural controlled differential equation: a hidden state driven by the whole clip (torchdiffeq).
+
+The control X(t) = [t / span, y(t)] is the keyframe spline (a C2 spline under tension, the same one keyframe
+mode uses) of the clip's basis coordinates y, held constant outside the observed range (the time channel keeps
+running). The state
+follows dz = g(z) dX, i.e. dz/dt = g(z) X'(t), with g an MLP whose output is a [state, channels] matrix,
+z(t_start) = init(X(t_start)), and the codes are read out linearly as displacements from the start,
+y(t) = y(t_start) + readout(z(t)) - readout(z(t_start)). Because the state is
+driven by every frame, not only the first, the path follows all observations; driving it with another
+clip's control path transfers that clip's motion (`sample(..., control=codes, control_times=times)`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from .base import Dynamics, _check_clip, _one_thread, _register
+from ._interp import TensionSpline
+
+__all__ = ["CDEDynamics"]
+
+
+class _Vector(nn.Module):
+    """g(z): [B, state] -> [B, state, channels], bounded by tanh (keeps the CDE well behaved)."""
+
+    def __init__(self, state: int, channels: int, hidden: int):
+        super().__init__()
+        self.state, self.channels = state, channels
+        self.net = nn.Sequential(nn.Linear(state, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, state * channels), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, self.state, self.channels)
+
+    def penalty(self) -> torch.Tensor:
+        return sum((p ** 2).sum() for p in self.net.parameters())
+
+
+@_register
+class CDEDynamics(Dynamics):
+    """Neural CDE (kind="cde"). Options: hidden, state, regularization, step (docs/dynamics.md)."""
+
+    kind = "cde"
+    OPTIONS = {
+        "iterations": 300,
+        "hidden": 32,
+        "state": 16,               # size of the hidden state z
+        "regularization": 1e-3,    # weight of the squared MLP weights
+        "step": 0.25,
+    }
+
+    def _build(self) -> None:
+        k, m = self.basis.rank, int(self.config["state"])
+        self.init = nn.Linear(k + 1, m)
+        self.vector = _Vector(m, k + 1, int(self.config["hidden"]))
+        self.readout = nn.Linear(m, k)
+        self.span = max(float(self._tau(self.key_times[-1:])), 1.0)
+
+    def _path(self, q: torch.Tensor, y_ctrl: torch.Tensor, tau_ctrl: torch.Tensor) -> torch.Tensor:
+        """Coordinates [N, k] at model times q [N] of the CDE driven by the control y_ctrl [Tc, k] at tau_ctrl."""
+        spline = TensionSpline(tau_ctrl, float(self.config["tension"]))
+        start = tau_ctrl[0]
+        z0 = self.init(torch.cat([(start / self.span)[None], y_ctrl[0]]))[None]
+        dt_channel = torch.full((1, 1), 1.0 / self.span, device=q.device)
+        # spline derivative weights at the solver's evaluation times, reused across optimiser steps
+        cache = self.__dict__.setdefault("_dx_cache", {})
+        if len(cache) > 100_000:
+            cache.clear()
+        knots = tuple(tau_ctrl.tolist())
+
+        def velocity(t, z):
+            key = (knots, float(t))
+            if key not in cache:
+                cache[key] = spline.weights(t.detach().reshape(1), derivative=True).to(y_ctrl)
+            dx = torch.cat([dt_channel, cache[key] @ y_ctrl], 1)  # [1, channels]
+            return (self.vector(z) @ dx[:, :, None])[..., 0]
+
+        out = torch.empty(len(q), y_ctrl.shape[1], device=q.device)
+        step = float(self.config["step"])
+        for sel, sign in ((q >= start, 1.0), (q < start, -1.0)):
+            if not sel.any():
+                continue
+            far = float((q[sel] - start).abs().max())
+            n = max(1, int(far / step + 0.999))
+            grid = start + sign * torch.linspace(0.0, far, n + 1, device=q.device)
+            knots = tau_ctrl[(tau_ctrl - start) * sign > 0]
+            knots = knots[(knots - start).abs() <= far]
+            grid = torch.unique(torch.cat([grid, knots, q[sel]]))
+            if sign < 0:
+                grid = grid.flip(0)
+            z = odeint(velocity, z0, grid, method="rk4")[:, 0]   # [G, m]
+            idx = torch.searchsorted(grid if sign > 0 else grid.flip(0), q[sel])
+            if sign < 0:
+                idx = len(grid) - 1 - idx
+            out[sel] = self.readout(z[idx])
+        # read out displacements from the start, so every path starts exactly at its control's first point
+        return out + (y_ctrl[0] - self.readout(z0))
+
+    def _fit(self, progress, cancel) -> None:
+        y = self.basis.encode(self.key_codes.flatten(1))
+        tau = self._tau(self.key_times)
+        lam = float(self.config["regularization"])
+
+        def loss():
+            return ((self._path(tau, y, tau) - y) ** 2).mean() + lam * self.vector.penalty()
+
+        self._optimise(loss, self.parameters(), int(self.config["iterations"]), progress, cancel)
+
+    def _own_control(self, y0: torch.Tensor) -> torch.Tensor:
+        y = self.basis.encode(self.key_codes.flatten(1))
+        return y - y[0] + y0
+
+    def _keyframe_path(self, q, y_spline, weights, y_key, seed):
+        tau = self._tau(self.key_times)
+        both = self._path(torch.cat([q, tau]), y_key, tau)
+        path, at_keys = both[:len(q)], both[len(q):]
+        return path + weights @ (y_key - at_keys)  # the model's misses at the keyframes, splined
+
+    def _initial_path(self, q, y0, seed):
+        return self._path(q, self._own_control(y0), self._tau(self.key_times))
+
+    def sample(self, times, z0=None, seed: int | None = None, keyframes: bool | None = None,
+               control=None, control_times=None) -> torch.Tensor:
+        """As `Dynamics.sample`, plus motion transfer: `control` codes [Tc, L, D] at `control_times` [Tc] drive
+        the state instead of the fitted clip, starting from z0 (default the fitted clip's first code) at
+        control_times' first time. Only the control's motion inside the fitted clip's motion subspace is used.
+        """
+        if control is None:
+            if control_times is not None:
+                raise ValueError("control_times given without control codes")
+            return super().sample(times, z0=z0, seed=seed, keyframes=keyframes)
+        if keyframes:
+            raise ValueError("keyframes=True follows the fitted clip's own keyframes; it cannot be combined "
+                             "with a control clip (leave keyframes unset)")
+        if control_times is None:
+            raise ValueError("control needs control_times [Tc], the times of its codes")
+        t_c, z_c = _check_clip(control_times, control)
+        if tuple(z_c.shape[1:]) != tuple(self.key_codes.shape[1:]):
+            raise ValueError(f"control codes must be [Tc, {', '.join(map(str, self.key_codes.shape[1:]))}] like "
+                             f"the fitted clip's, got {list(z_c.shape)}")
+        q = self._query(times)
+        start = self._start(z0)
+        with torch.no_grad(), _one_thread(self.device):
+            first = self.key_codes.flatten(1)[0] if start is None else start
+            y0 = self.basis.encode(first[None])[0]
+            y_c = self.basis.encode(z_c.flatten(1).to(self.device))
+            y = self._path(self._tau(q), y_c - y_c[0] + y0, self._tau(t_c))
+            out = self.basis.decode(y) + self.basis.outside(first[None])
+        return out.reshape(len(q), *self.key_codes.shape[1:])

@@ -1,0 +1,313 @@
+"""Latent dynamics: the fit / sample / save contract for every kind, errors, modes, and small recoveries."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dynode_core as dc
+
+KINDS = ("ode", "cde", "sde")
+FAST = {"iterations": 15}  # cross-validation of the neural part is exercised in test_progress_and_cancel
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_face_wplus.safetensors"
+
+
+def smooth_clip(times, L=3, D=8, seed=0):
+    """A smooth motion in a 2-D subspace of [L, D] (a slowly decaying rotation): codes [T, L, D] at `times`."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(L * D, 2, generator=g))[0].T  # [2, L*D] orthonormal
+    mean = torch.randn(L * D, generator=g)
+    t = torch.as_tensor(times, dtype=torch.float32)
+    r = 1.5 * torch.exp(-0.06 * t)
+    y = torch.stack([r * torch.cos(0.55 * t), r * torch.sin(0.55 * t)], 1)  # [T, 2]
+    return (mean + y @ basis).reshape(len(t), L, D), basis, mean
+
+
+@pytest.fixture(scope="module")
+def clip():
+    times = torch.tensor([0.0, 0.7, 1.5, 2.0, 3.1, 4.0, 4.6, 5.5])
+    codes, basis, _ = smooth_clip(times)
+    return times, codes, basis
+
+
+@pytest.fixture(scope="module")
+def fitted(clip):
+    times, codes, _ = clip
+    return {kind: dc.fit_dynamics(times, codes, kind=kind, **FAST, **({} if kind == "cde" else {"neural": True}))
+            for kind in KINDS}
+
+
+# --------------------------------------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_and_modes(fitted, clip, kind):
+    times, codes, _ = clip
+    dyn = fitted[kind]
+    assert isinstance(dyn, dc.Dynamics) and dyn.kind == kind
+    grid = torch.linspace(-1.0, 7.0, 23)
+    for keyframes in (None, True, False):
+        out = dyn.sample(grid, seed=0, keyframes=keyframes)
+        assert out.shape == (23, 3, 8) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.equal(dyn.times, times)
+    assert dyn.sample([2.5, 0.1], seed=0).shape == (2, 3, 8)  # lists, any order
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_w_codes_numpy_inputs(kind):
+    times = np.linspace(0, 2, 6)
+    codes = smooth_clip(times, L=1, D=16)[0].numpy()
+    opts = {**FAST, **({} if kind == "cde" else {"neural": False})}
+    dyn = dc.fit_dynamics(times, codes, kind=kind, **opts)
+    out = dyn.sample(np.array([0.25, 1.0]), z0=codes[0], seed=1)
+    assert out.shape == (2, 1, 16)
+    # [T, D] codes are read as W
+    assert dc.fit_dynamics(list(times), codes[:, 0], kind=kind, **opts).sample([0.5]).shape == (1, 1, 16)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_keyframe_mode_passes_through_observations(fitted, clip, kind):
+    times, codes, _ = clip
+    dyn = fitted[kind]
+    out = dyn.sample(times, seed=3)
+    assert ((out - codes) ** 2).mean() <= 1e-4 * codes.var(0).mean()
+    # and it is not the pure initial-value path, which only starts at the first code
+    pure = dyn.sample(times, keyframes=False, seed=3)
+    assert torch.allclose(pure[0], codes[0], atol=1e-4)
+
+
+def test_unsorted_times_are_sorted_with_codes(clip):
+    times, codes, _ = clip
+    perm = torch.randperm(len(times), generator=torch.Generator().manual_seed(0))
+    a = dc.fit_dynamics(times, codes, neural=False, iterations=30)
+    b = dc.fit_dynamics(times[perm], codes[perm], neural=False, iterations=30)
+    grid = torch.linspace(-0.5, 6, 14)
+    assert torch.allclose(a.sample(grid), b.sample(grid), atol=1e-5)
+    assert torch.equal(b.times, times)
+
+
+def test_fit_is_deterministic_for_a_seed(clip):
+    times, codes, _ = clip
+    grid = torch.linspace(-1, 7, 9)
+    a = dc.fit_dynamics(times, codes, neural=True, iterations=20, seed=5).sample(grid, keyframes=False)
+    b = dc.fit_dynamics(times, codes, neural=True, iterations=20, seed=5).sample(grid, keyframes=False)
+    c = dc.fit_dynamics(times, codes, neural=True, iterations=20, seed=6).sample(grid, keyframes=False)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def test_clip_errors(clip):
+    times, codes, _ = clip
+    with pytest.raises(ValueError, match="distinct"):
+        dc.fit_dynamics(torch.tensor([0.0, 1.0, 1.0]), codes[:3])
+    with pytest.raises(ValueError, match="NaN"):
+        dc.fit_dynamics(torch.tensor([0.0, float("nan"), 2.0]), codes[:3])
+    bad = codes[:3].clone()
+    bad[1, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or infinite.*frames \[1\]"):
+        dc.fit_dynamics(times[:3], bad)
+    with pytest.raises(ValueError, match="one time per code"):
+        dc.fit_dynamics(times[:4], codes[:3])
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        dc.fit_dynamics(times[:1], codes[:1])
+    with pytest.raises(ValueError, match=r"\[T, L, D\]"):
+        dc.fit_dynamics(times[:3], codes[:3, None])
+    with pytest.raises(ValueError, match="1-D"):
+        dc.fit_dynamics(times[:3, None], codes[:3])
+    with pytest.raises(ValueError, match="identical"):
+        dc.fit_dynamics(times[:3], codes[:1].expand(3, -1, -1))
+
+
+def test_option_errors(clip):
+    times, codes, _ = clip
+    with pytest.raises(ValueError, match="unknown kind 'gru'.*'cde', 'ode', 'sde'"):
+        dc.fit_dynamics(times, codes, kind="gru")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['itres'\].*valid options: .*'iterations'"):
+        dc.fit_dynamics(times, codes, itres=5)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['window'\] for kind='cde'"):
+        dc.fit_dynamics(times, codes, kind="cde", window=2)
+    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+        dc.fit_dynamics(times, codes, iterations=0)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        dc.fit_dynamics(times, codes, lr=-1)
+    with pytest.raises(ValueError, match="neural must be"):
+        dc.fit_dynamics(times, codes, neural="maybe")
+    with pytest.raises(ValueError, match="tension"):
+        dc.fit_dynamics(times, codes, tension=-1)
+    with pytest.raises(TypeError, match="progress must be callable"):
+        dc.fit_dynamics(times, codes, progress=3)
+    # the CLI's spelling is an alias
+    assert dc.fit_dynamics(times, codes, iters=2, neural=False).config["iterations"] == 2
+
+
+def test_sample_errors(fitted):
+    dyn = fitted["ode"]
+    with pytest.raises(ValueError, match=r"z0 must be one code \[3, 8\]"):
+        dyn.sample([0.0], z0=torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        dyn.sample([0.0, float("nan")])
+    with pytest.raises(ValueError, match="1-D"):
+        dyn.sample(torch.zeros(2, 2))
+    with pytest.raises(TypeError, match="keyframes"):
+        dyn.sample([0.0], keyframes="yes")
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(fitted, clip, kind, tmp_path):
+    times, codes, _ = clip
+    dyn = fitted[kind]
+    path = tmp_path / "sub" / f"{kind}.safetensors"
+    dyn.save(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left behind
+    again = dc.load_dynamics(path)
+    assert type(again) is type(dyn) and again.config == dyn.config
+    grid = torch.linspace(-1, 7, 17)
+    for keyframes in (True, False):
+        assert torch.equal(again.sample(grid, seed=2, keyframes=keyframes), dyn.sample(grid, seed=2, keyframes=keyframes))
+    z0 = codes[0] + 0.3
+    assert torch.equal(again.sample(grid, z0=z0, seed=2), dyn.sample(grid, z0=z0, seed=2))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        dc.load_dynamics(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read"):
+        dc.load_dynamics(junk)
+    from safetensors.torch import save_file
+    other = tmp_path / "codes.safetensors"
+    save_file({"codes": torch.zeros(2, 1, 4)}, str(other), metadata={"format": "dynode-codes/1"})
+    with pytest.raises(ValueError, match="not a DynODE dynamics file"):
+        dc.load_dynamics(other)
+
+
+# --------------------------------------------------------------------------------------------- behaviour
+
+
+def test_sde_seeds(fitted, clip):
+    times, codes, _ = clip
+    sde = fitted["sde"]
+    grid = torch.linspace(-0.5, 6.5, 30)
+    a, b, c = sde.sample(grid, seed=1), sde.sample(grid, seed=1), sde.sample(grid, seed=2)
+    assert torch.equal(a, b)
+    between = ~dc.keyframe_mask(grid, times)
+    assert (a - c)[between].abs().amax() > 1e-3
+    # every sample still passes through the keyframes
+    assert torch.allclose(sde.sample(times, seed=7), codes, atol=1e-4)
+    assert (sde.sigma > 0).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_z0_outside_the_motion_subspace_is_carried(fitted, clip, kind):
+    times, codes, basis = clip
+    dyn = fitted[kind]
+    g = torch.Generator().manual_seed(1)
+    delta = torch.randn(24, generator=g)
+    span = torch.cat([basis, (codes.flatten(1) - codes.flatten(1).mean(0))])  # motion directions
+    q, _ = torch.linalg.qr(span.T)
+    delta = (delta - q @ (q.T @ delta)).reshape(3, 8)  # an "edit" orthogonal to all of the clip's motion
+    grid = torch.linspace(-1, 6.5, 12)
+    for keyframes in (True, False):
+        base = dyn.sample(grid, seed=4, keyframes=keyframes)
+        moved = dyn.sample(grid, z0=codes[0] + delta, seed=4, keyframes=keyframes)
+        assert torch.allclose(moved, base + delta, atol=1e-4)
+
+
+def test_keyframes_with_z0_follow_the_clip_motion(fitted, clip):
+    times, codes, _ = clip
+    dyn = fitted["ode"]
+    offset = torch.randn(3, 8, generator=torch.Generator().manual_seed(2))
+    out = dyn.sample(times, z0=codes[0] + offset)  # default: keyframe mode, every keyframe moved by the offset
+    assert torch.allclose(out, codes + offset, atol=1e-4)
+
+
+def test_cde_motion_transfer(fitted, clip):
+    times, codes, _ = clip
+    cde = fitted["cde"]
+    grid = torch.linspace(0, 5.5, 12)
+    own = cde.sample(grid, keyframes=False)
+    assert torch.allclose(cde.sample(grid, control=codes, control_times=times), own, atol=1e-5)
+    other = smooth_clip(times + 10, seed=0)[0]  # another motion (a later part of the same kind of path)
+    z0 = codes[0] + 1.0
+    moved = cde.sample(grid + 10, z0=z0, control=other, control_times=times + 10)
+    assert moved.shape == (12, 3, 8) and torch.isfinite(moved).all()
+    assert not torch.allclose(moved, own + 1.0, atol=1e-3)  # driven by the other motion
+    with pytest.raises(ValueError, match="cannot be combined"):
+        cde.sample(grid, control=codes, control_times=times, keyframes=True)
+    with pytest.raises(ValueError, match="control_times"):
+        cde.sample(grid, control=codes)
+    with pytest.raises(ValueError, match="control codes must be"):
+        cde.sample(grid, control=codes[:, :2], control_times=times)
+
+
+def test_progress_and_cancel(clip):
+    times, codes, _ = clip
+    calls = []
+    dyn = dc.fit_dynamics(times, codes, iterations=7, neural=True, progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(i, 7) for i in range(1, 8)] and dyn.config["neural"] is True
+    calls.clear()
+    dc.fit_dynamics(times, codes, iterations=7, progress=lambda i, n: calls.append((i, n)))  # with cross-validation
+    assert calls[-1] == (35, 35) and [c[0] for c in calls] == list(range(1, 36))
+    with pytest.raises(dc.Cancelled, match="after 3 of"):
+        dc.fit_dynamics(times, codes, kind="sde", iterations=50, cancel=lambda: len(calls) >= 38,
+                        progress=lambda i, n: calls.append(i))
+
+    class Stop(Exception):
+        pass
+
+    def raising(i, n):
+        if i == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        dc.fit_dynamics(times, codes, kind="cde", iterations=10, progress=raising)
+
+
+# --------------------------------------------------------------------------------------------- recovery
+
+
+def test_recovers_a_smooth_path():
+    """Nine frames of a smooth motion: the in-between frames come back far better than by linear
+    interpolation, cross-validation keeps the neural part, and the ODE continues the motion past the end."""
+    times = torch.arange(9, dtype=torch.float32)
+    codes, _, _ = smooth_clip(times)
+    mid = times[:-1] + 0.5
+    truth, _, _ = smooth_clip(mid)
+    var = codes.var(0).mean()
+    dyn = dc.fit_dynamics(times, codes, kind="ode", iterations=150)
+    assert dyn.config["neural"] is True and dyn.config["tension"] <= 1.0  # smooth clip: MLP and a curved spline
+    err = ((dyn.sample(mid) - truth) ** 2).mean()
+    lerp = (((codes[:-1] + codes[1:]) / 2 - truth) ** 2).mean()
+    assert err < 1e-3 * var and err < 0.1 * lerp
+    # short extrapolation (half a gap and one gap) by the learned flow, against holding the last frame
+    ahead = torch.tensor([8.5, 9.0])
+    truth_ahead, _, _ = smooth_clip(ahead)
+    err_ahead = ((dyn.sample(ahead) - truth_ahead) ** 2).mean()
+    hold = ((codes[-1] - truth_ahead) ** 2).mean()
+    assert err_ahead < 0.05 * hold and err_ahead < 2e-3 * var
+
+
+@pytest.mark.skipif(not REAL.is_file(), reason="shared real codes not present")
+def test_real_codes_w_plus():
+    from safetensors.torch import load_file
+
+    data = load_file(str(REAL))
+    codes, times = data["latents"], data["times"]
+    assert codes.shape == (11, 18, 512)
+    even, odd = list(range(0, 11, 2)), list(range(1, 11, 2))
+    dyn = dc.fit_dynamics(times[even], codes[even], neural=False, iterations=100)
+    assert ((dyn.sample(times[even]) - codes[even]) ** 2).mean() <= 1e-4 * codes.var(0).mean()
+    lerp = (codes[[i - 1 for i in odd]] + codes[[i + 1 for i in odd]]) / 2
+    ratio = ((dyn.sample(times[odd]) - codes[odd]) ** 2).mean() / ((lerp - codes[odd]) ** 2).mean()
+    assert ratio < 1.01
+    first = dc.fit_dynamics(times[:8], codes[:8], neural=False, iterations=100)
+    hold = ((codes[7] - codes[8:]) ** 2).mean()
+    assert ((first.sample(times[8:]) - codes[8:]) ** 2).mean() < hold
