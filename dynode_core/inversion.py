@@ -214,13 +214,13 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
 
     Args:
         steps: Adam steps of the anchor frames (from the average code).
-        warm_steps: steps of every warm-started pass (default steps // 15).
+        warm_steps: steps of every warm-started pass (default steps // 8).
         polish_steps: steps of a last joint pass over all frames, each from its own solution, where the
             smoothness term acts (default: warm_steps when smoothness > 0, else 0 = no such pass).
             With `init` codes [T or 1, L, D] given, the bisection is skipped and one joint pass of
             `warm_steps` starts from them.
         lr / warm_lr: peak learning rates of the anchors and of the later passes (warm_lr defaults to
-            lr / 10: Adam's first steps move every coordinate by about the learning rate, which would throw
+            lr / 8: Adam's first steps move every coordinate by about the learning rate, which would throw
             a warm start away from its good initial code).
         smoothness: weight of a temporal term in the joint pass, the mean squared difference of consecutive
             codes (summed over the clip); 0 turns it off.
@@ -239,14 +239,14 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
     for name, v in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    warm_steps = max(1, steps // 15) if warm_steps is None else warm_steps
+    warm_steps = max(1, steps // 8) if warm_steps is None else warm_steps
     if not isinstance(warm_steps, int) or warm_steps < 1:
         raise ValueError(f"warm_steps must be a positive integer, got {warm_steps!r}")
     if polish_steps is None:
         polish_steps = warm_steps if smoothness > 0 else 0
     if not isinstance(polish_steps, int) or polish_steps < 0:
         raise ValueError(f"polish_steps must be an integer >= 0, got {polish_steps!r}")
-    warm_lr = lr / 10 if warm_lr is None else warm_lr
+    warm_lr = lr / 8 if warm_lr is None else warm_lr
     n_layers = 1 if space == "w" else G.num_ws
 
     with torch.inference_mode(False), torch.enable_grad(), _grad_ready(G) as G:
