@@ -224,8 +224,8 @@ def test_workflow_is_valid_ui_json(path):
 
 
 # Small settings for CI; the real values run in a real ComfyUI (see the module docstring).
-FAST = {"DynodeInvert": {"steps": 8}, "DynodeNeuralODE": {"iterations": 20}, "DynodeNeuralCDE": {"iterations": 20},
-        "DynodeNeuralSDE": {"iterations": 20}}
+FAST = {"DynodeInvert": {"steps": 4}, "DynodeNeuralODE": {"iterations": 10}, "DynodeNeuralCDE": {"iterations": 10},
+        "DynodeNeuralSDE": {"iterations": 10}}
 
 
 def _stand_in(class_type, inputs, sink):
