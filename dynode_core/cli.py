@@ -4,7 +4,6 @@ generator and clip. Run `dynode <command> -h` for the options of each."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -60,13 +59,6 @@ def progress_bar(desc: str, quiet: bool = False):
         yield update
     finally:
         bar.close()
-
-
-def _with_hooks(fn, **hooks):
-    """Only pass the hooks (progress=, cancel=) that `fn` accepts."""
-    params = inspect.signature(fn).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {k: v for k, v in hooks.items() if v is not None and (k in params or accepts_any)}
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -184,8 +176,8 @@ def cmd_fit(args) -> None:
     log(f"fitting {args.kind} dynamics to {f.codes.shape[0]} codes {list(f.codes.shape[1:])}")
     t0 = time.perf_counter()
     with progress_bar(f"fit {args.kind}", args.quiet) as bar:
-        dyn = fit_dynamics(f.times, f.codes.to(resolve_device(args.device)), kind=args.kind, **options,
-                           **_with_hooks(fit_dynamics, progress=bar))
+        dyn = fit_dynamics(f.times, f.codes.to(resolve_device(args.device)), kind=args.kind, progress=bar,
+                           **options)
     dyn.save(args.out)
     log(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
 
@@ -196,27 +188,17 @@ def _load_dyn(path: str):
     return load_dynamics(_need_file(path, "dynamics file"))
 
 
-def _keyframe_times(args, dyn) -> torch.Tensor:
-    from .codes import load_codes
-
-    if getattr(args, "codes", None):
-        return load_codes(_need_file(args.codes, "codes file")).times
-    t = getattr(dyn, "times", None)
-    if t is None:
-        raise CLIError("give --codes (the fitted clip's codes file) so its keyframe times can be used")
-    return torch.as_tensor(t).float()
-
-
 def cmd_sample(args) -> None:
     from .codes import load_codes, save_codes
 
     dyn = _load_dyn(args.dynamics)
-    meta = load_codes(_need_file(args.codes, "codes file")).metadata if args.codes else {}
+    src = load_codes(_need_file(args.codes, "codes file")) if args.codes else None
+    meta = src.metadata if src is not None else {}
     z0 = None
     if args.z0:
         zf = load_codes(_need_file(args.z0, "z0 codes file"))
         z0, meta = zf.codes[:1], zf.metadata
-    times = _grid(args, _keyframe_times(args, dyn))
+    times = _grid(args, src.times if src is not None else dyn.times)
     codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=False if args.no_keyframes else None)
     save_codes(args.out, codes, times, metadata=_identity(meta))
     _log(args)(f"wrote {args.out}: codes {list(codes.shape)} at {len(times)} times "
