@@ -55,8 +55,10 @@ class Invert:
                 "generator": (GENERATOR, {"tooltip": "The generator whose latent space the frames are projected into."}),
                 "images": (IMAGE, {"tooltip": "The frames of one clip, in time order. Other sizes than the "
                                               "generator's are resized and centre-cropped."}),
-                "space": (["w+", "w"], {"default": "w+", "tooltip": "w+: one code per generator layer (closer "
-                                        "reconstructions); w: a single code per frame (smoother, easier to edit)."}),
+                "space": (["w+", "w"], {"default": "w+", "tooltip": "w+: one code per generator layer (more "
+                                        "freedom, usually closer reconstructions of real photos); w: one code per "
+                                        "frame (stays where the generator was trained: smoother paths and edits; "
+                                        "the better choice for the built-in generator)."}),
                 "steps": ("INT", {"default": 300, "min": 1, "max": 10000, "tooltip": "Optimisation steps of the "
                                   "first frame; every other frame starts from a solved neighbour and takes a quarter "
                                   "of them. More steps reconstruct the frames more faithfully and take longer."}),

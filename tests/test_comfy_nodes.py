@@ -392,3 +392,23 @@ def test_fit_errors_reach_the_user(codes):
     one = Codes(codes.codes[:1], codes.times[:1])
     with pytest.raises(ValueError, match="2"):
         run("DynodeFitDynamics", codes=one, spec=spec, seed=0)
+
+
+def test_fit_and_decode_report_progress_and_stop_on_cancel(fake_comfy, G, codes):
+    (spec,) = run("DynodeNeuralODE", **{**_defaults("DynodeNeuralODE"), "iterations": 12})
+    run("DynodeFitDynamics", codes=codes, spec=spec, seed=0)
+    done, total = fake_comfy["updates"][-1]
+    assert done == total >= 12 and len(fake_comfy["updates"]) >= 12
+    fake_comfy["updates"].clear()
+    run("DynodeDecode", generator=G, codes=codes, batch_size=2)
+    assert [v for v, _ in fake_comfy["updates"]] == [2, 4, 6]
+
+    (spec,) = run("DynodeNeuralODE", **{**_defaults("DynodeNeuralODE"), "iterations": 500})
+    fake_comfy["updates"].clear()
+    fake_comfy["interrupt_after"] = fake_comfy["calls"] + 4
+    with pytest.raises(_Interrupted):
+        run("DynodeFitDynamics", codes=codes, spec=spec, seed=0)
+    assert len(fake_comfy["updates"]) <= 4, "fitting went on after Cancel"
+    fake_comfy["interrupt_after"] = fake_comfy["calls"] + 1
+    with pytest.raises(_Interrupted):
+        run("DynodeDecode", generator=G, codes=codes, batch_size=1)

@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -340,7 +341,7 @@ def comfyui():
     if not url:
         port = _free_port()
         python = os.environ.get("DYNODE_COMFYUI_PYTHON", sys.executable)
-        log = open(os.path.join(path, "dynode_test_server.log"), "w")
+        log = open(os.path.join(tempfile.gettempdir(), "dynode_comfyui_test_server.log"), "w")
         proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
                                 cwd=path, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -364,6 +365,7 @@ def comfyui():
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=60)
+            log.close()
 
 
 def test_core_node_list_matches_comfyui(comfyui):
