@@ -44,11 +44,11 @@ class CDEDynamics(Dynamics):
 
     kind = "cde"
     OPTIONS = {
-        "iterations": 300,
+        "iterations": 200,
         "hidden": 32,
         "state": 16,               # size of the hidden state z
         "regularization": 1e-3,    # weight of the squared MLP weights
-        "step": 0.25,
+        "step": 0.5,               # largest RK4 step, in mean keyframe gaps
     }
 
     def _build(self) -> None:

@@ -105,7 +105,7 @@ class ODEDynamics(Dynamics):
         "hidden": 32,             # MLP width
         "neural": "auto",         # use the MLP: True, False, or "auto" (extrapolation cross-validation)
         "regularization": 1e-3,   # weight of the squared MLP weights
-        "window": 2,              # multiple shooting: each code predicts this many neighbours on each side
+        "window": "auto",         # multiple shooting: each code predicts this many neighbours on each side
         "step": 0.25,             # largest RK4 step, in mean keyframe gaps
     }
 
@@ -113,6 +113,14 @@ class ODEDynamics(Dynamics):
     def _check_kind_options(cls, config: dict) -> None:
         if config["neural"] not in (True, False, "auto"):
             raise ValueError(f"option neural must be True, False or 'auto', got {config['neural']!r}")
+        w = config["window"]
+        if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ValueError(f"option window must be 'auto' or a positive integer, got {w!r}")
+        if not config["keyframes"]:
+            # the pure initial-value model must carry the whole motion: always neural, trained on longer spans
+            config["neural"] = True if config["neural"] == "auto" else config["neural"]
+        if w == "auto":
+            config["window"] = 2 if config["keyframes"] else 4
 
     def _new_fields(self, neural: bool) -> _Fields:
         with torch.random.fork_rng(devices=[]):
