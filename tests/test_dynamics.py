@@ -78,6 +78,18 @@ def test_keyframe_mode_passes_through_observations(fitted, clip, kind):
     assert torch.allclose(pure[0], codes[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_frames_are_enough(kind):
+    times = torch.tensor([0.0, 1.0])
+    codes = smooth_clip(times)[0]
+    dyn = dc.fit_dynamics(times, codes, kind=kind, iterations=5)
+    out = dyn.sample(torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]), seed=0)
+    assert out.shape == (5, 3, 8) and torch.isfinite(out).all()
+    assert torch.allclose(out[[1, 3]], codes, atol=1e-5)
+    if kind == "ode":  # two frames: a straight segment in between
+        assert torch.allclose(out[2], codes.mean(0), atol=1e-5)
+
+
 def test_unsorted_times_are_sorted_with_codes(clip):
     times, codes, _ = clip
     perm = torch.randperm(len(times), generator=torch.Generator().manual_seed(0))
