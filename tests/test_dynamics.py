@@ -142,7 +142,7 @@ def test_option_errors(clip):
         dc.fit_dynamics(times, codes, itres=5)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['window'\] for kind='cde'"):
         dc.fit_dynamics(times, codes, kind="cde", window=2)
-    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
         dc.fit_dynamics(times, codes, iterations=0)
     with pytest.raises(ValueError, match="lr must be a positive number"):
         dc.fit_dynamics(times, codes, lr=-1)
@@ -166,6 +166,9 @@ def test_sample_errors(fitted):
         dyn.sample(torch.zeros(2, 2))
     with pytest.raises(TypeError, match="keyframes"):
         dyn.sample([0.0], keyframes="yes")
+    with pytest.raises(ValueError, match="seed"):
+        dyn.sample([0.0], seed=-1)
+    assert dyn.sample([0.0], seed=np.int64(3)).shape == (1, 3, 8)
 
 
 # --------------------------------------------------------------------------------------------- files

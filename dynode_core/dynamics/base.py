@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,10 +56,13 @@ class Dynamics(nn.Module):
     """A fitted continuous-time model of one clip's codes. Build with `fit_dynamics`, restore with `load_dynamics`.
 
     `sample(times)` reads the path at any times [N] -> codes [N, L, D]. Two modes:
-      - keyframe mode (default when z0 is None and the model was fitted with keyframes=True): the path passes
-        through every observed code and follows the learned dynamics in between and beyond;
-      - initial-value mode (z0 given, or keyframes=False): the learned dynamics run from one start code, the
-        paper's recipe for carrying an edit of the first frame through the clip.
+      - keyframe mode (fitted with keyframes=True, the default): the path passes through every observed code
+        (moved by z0's offset when a z0 is given), a cross-validated spline under tension between them and
+        the learned dynamics beyond them;
+      - initial-value mode (keyframes=False): the learned dynamics alone run from one start code, the
+        paper's recipe.
+    Attributes: `kind`, `config` (every option as resolved by the fit), `times` [T], `codes` [T, L, D],
+    `basis` (the clip's motion subspace).
     """
 
     kind: str = ""
@@ -134,6 +138,7 @@ class Dynamics(nn.Module):
         q = self._query(times)
         start = self._start(z0)
         use_keys = self._use_keyframes(keyframes, z0)
+        _check_seed(seed)
         with torch.no_grad(), _one_thread(self.device):
             return self._sample(q, start, use_keys, seed)
 
@@ -228,6 +233,11 @@ class Dynamics(nn.Module):
         return float(loss.detach())
 
 
+def _check_seed(seed) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+
+
 @contextmanager
 def _one_thread(device: torch.device):
     """Run on one CPU thread: the models' tensors are tiny (a few basis coordinates), so the thread pool's
@@ -301,12 +311,11 @@ def _check_options(cls: type[Dynamics], options: dict) -> tuple[dict, dict]:
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise TypeError(f"option {k} must be True or False, got {v!r}")
-        elif isinstance(default, int) and k != "seed":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"option {k} must be a positive integer, got {v!r}")
-        elif k == "seed":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"option seed must be an integer >= 0, got {v!r}")
+        elif isinstance(default, int):
+            low = 0 if k == "seed" else 1
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                raise ValueError(f"option {k} must be an integer >= {low}, got {v!r}")
+            config[k] = int(v)
         elif isinstance(default, float):
             positive = k in ("lr", "step")
             if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
