@@ -100,8 +100,8 @@ class SampleTrajectory:
                 "times": (TIMES, {"tooltip": "Where to read the path (Sample Times)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Noise seed of an SDE "
                                  "(ignored by ODE and CDE)."}),
-                "mode": (list(_MODES), {"default": "auto", "tooltip": "auto: through the keyframes when the model "
-                                        "was fitted with keyframes on and z0 is unconnected, else from z0 alone. "
+                "mode": (list(_MODES), {"default": "auto", "tooltip": "auto: as the model was fitted (keyframes on: "
+                                        "through the keyframes, shifted by z0's offset if connected). "
                                         "through keyframes: pass through the observed codes (shifted by z0's "
                                         "offset if connected). initial value: run the learned motion from z0 (or "
                                         "the first code) only."}),
