@@ -25,7 +25,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ._files import atomic_write as _atomic_write
 from .stylegan2 import Generator
 
 FORMAT_NAME = "dynode-stylegan2"
@@ -61,34 +61,6 @@ def _fail(path: str | os.PathLike, what: str) -> CheckpointError:
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` on a temp file in `path`'s folder, then move it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # keep the real extension last, so writers that infer the format from the name (PIL, PyAV) still work
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask() -> int:
-    try:  # Linux: read it without changing it (os.umask is process-wide, racy with other threads)
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None,

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoints import _atomic_write
+from ._files import atomic_write as _atomic_write
 
 __all__ = ["save_codes", "load_codes", "CodeFile", "generator_fingerprint", "check_codes"]
 

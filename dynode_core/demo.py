@@ -19,7 +19,8 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .checkpoints import _atomic_write, load_generator
+from ._files import atomic_write as _atomic_write
+from .checkpoints import load_generator
 from .codes import save_codes
 from .decoding import decode
 from .dynamics._interp import locate

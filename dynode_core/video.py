@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence
 
-from .checkpoints import _atomic_write
+from ._files import atomic_write as _atomic_write
 
 __all__ = ["read_video", "write_video", "write_image", "frames_to_uint8", "frames_from_uint8", "to_rgb",
            "resize_frames"]

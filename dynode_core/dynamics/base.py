@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..checkpoints import _atomic_write
+from .._files import atomic_write as _atomic_write
 from ..decoding import Cancelled
 from ..times import _as_times
 from ._basis import LowRankBasis
