@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .faces import FACTOR_NAMES, FACTOR_RANGES
+from .faces import FACTOR_NAMES, factor_bounds
 
 ASSETS = Path(__file__).parent / "assets"
 FACTOR_ENCODER = ASSETS / "builtin_factor_encoder.safetensors"
@@ -25,8 +25,7 @@ class FactorEncoder(nn.Module):
 
     def __init__(self, w_dim: int, hidden: int = 256, n_factors: int = len(FACTOR_NAMES)):
         super().__init__()
-        lo = torch.tensor([FACTOR_RANGES[k][0] for k in FACTOR_NAMES])
-        hi = torch.tensor([FACTOR_RANGES[k][1] for k in FACTOR_NAMES])
+        lo, hi = factor_bounds()
         self.register_buffer("lo", lo, persistent=False)
         self.register_buffer("hi", hi, persistent=False)
         self.net = nn.Sequential(nn.Linear(n_factors, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -40,8 +39,7 @@ class FactorEncoder(nn.Module):
 def factors_from_z(z: torch.Tensor) -> torch.Tensor:
     """The deterministic z -> factors map the mapping network was distilled on: the first F entries of z,
     through the normal CDF, stretched to each factor's range. z [B, z_dim] -> [B, F]"""
-    lo = torch.tensor([FACTOR_RANGES[k][0] for k in FACTOR_NAMES], device=z.device)
-    hi = torch.tensor([FACTOR_RANGES[k][1] for k in FACTOR_NAMES], device=z.device)
+    lo, hi = factor_bounds(z.device)
     u = 0.5 * (1 + torch.erf(z[:, : len(FACTOR_NAMES)] / 2**0.5))
     return lo + u * (hi - lo)
 

@@ -29,12 +29,18 @@ def _index(name: str) -> int:
     return FACTOR_NAMES.index(name)
 
 
+def factor_bounds(device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper ends of every factor's range, in FACTOR_NAMES order. -> ([F], [F])"""
+    lo = torch.tensor([FACTOR_RANGES[k][0] for k in FACTOR_NAMES], device=device)
+    hi = torch.tensor([FACTOR_RANGES[k][1] for k in FACTOR_NAMES], device=device)
+    return lo, hi
+
+
 def random_factors(n: int, seed: int | None = None) -> torch.Tensor:
     """n faces with every factor uniform in its range. -> [n, F]"""
     g = torch.Generator().manual_seed(seed) if seed is not None else None
     u = torch.rand(n, len(FACTOR_NAMES), generator=g)
-    lo = torch.tensor([FACTOR_RANGES[k][0] for k in FACTOR_NAMES])
-    hi = torch.tensor([FACTOR_RANGES[k][1] for k in FACTOR_NAMES])
+    lo, hi = factor_bounds()
     return lo + u * (hi - lo)
 
 
