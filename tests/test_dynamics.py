@@ -310,6 +310,49 @@ def test_recovers_a_smooth_path():
     assert err_ahead < 0.05 * hold and err_ahead < 2e-3 * var
 
 
+def test_pacing_follows_speed_changes():
+    """A motion along a straight line that speeds up and slows down again (ease in and out): paced keyframe
+    paths put the in-between frames where the motion is, linear interpolation spreads them evenly."""
+    from dynode_core.dynamics._interp import keyframe_distances, pace_weights
+
+    direction = torch.randn(2, 8, generator=torch.Generator().manual_seed(1))
+
+    def codes_at(t):
+        return ((1 - torch.cos(math.pi * t / 6)) / 2)[:, None, None] * direction
+
+    times = torch.arange(7, dtype=torch.float32)
+    mid = torch.linspace(0, 6, 61)
+    paced = dc.fit_dynamics(times, codes_at(times), iterations=5, neural=False, tension=128.0)
+    plain = dc.fit_dynamics(times, codes_at(times), iterations=5, neural=False, tension=128.0, pace=False)
+    err = ((paced.sample(mid) - codes_at(mid)) ** 2).mean()
+    lerp = ((plain.sample(mid) - codes_at(mid)) ** 2).mean()
+    assert err < 0.5 * lerp
+    # the correction: rows sum to 0, only a gap's two ends change, 0 at the knots and outside the range,
+    # nothing to do at a constant speed, and the paced path never leaves its gap or turns back
+    knots = times.double()
+    W = pace_weights(knots, keyframe_distances(codes_at(times)), mid.double())
+    assert torch.allclose(W.sum(1), torch.zeros(61, dtype=torch.float64), atol=1e-12)
+    assert ((W != 0).sum(1) <= 2).all()
+    assert W[::10].abs().max() == 0
+    assert pace_weights(knots, torch.ones(6), mid.double()).abs().max() < 1e-12
+    path = (W + dc.dynamics._interp.TensionSpline(knots, 1e9).weights(mid.double())) @ codes_at(times).flatten(1).double()
+    along = path @ direction.flatten().double() / direction.pow(2).sum()
+    assert (along.diff() >= -1e-6).all() and along.min() >= -1e-6 and along.max() <= 1 + 1e-6
+
+
+def test_float64_default_dtype(clip):
+    """Models are float32 whatever torch's default dtype is (a user script may set float64)."""
+    times, codes, _ = clip
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for kind in KINDS:
+            out = dc.fit_dynamics(times.double(), codes.double(), kind=kind, iterations=3).sample([0.5, 9.0])
+            assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    finally:
+        torch.set_default_dtype(before)
+
+
 @pytest.mark.skipif(not REAL.is_file(), reason="shared real codes not present")
 def test_real_codes_w_plus():
     from safetensors.torch import load_file
@@ -322,7 +365,7 @@ def test_real_codes_w_plus():
     assert ((dyn.sample(times[even]) - codes[even]) ** 2).mean() <= 1e-4 * codes.var(0).mean()
     lerp = (codes[[i - 1 for i in odd]] + codes[[i + 1 for i in odd]]) / 2
     ratio = ((dyn.sample(times[odd]) - codes[odd]) ** 2).mean() / ((lerp - codes[odd]) ** 2).mean()
-    assert ratio < 1.01
+    assert ratio < 1.0  # measured 0.963 (pacing); linear interpolation is the ratio's denominator
     first = dc.fit_dynamics(times[:8], codes[:8], neural=False, iterations=100)
     hold = ((codes[7] - codes[8:]) ** 2).mean()
     assert ((first.sample(times[8:]) - codes[8:]) ** 2).mean() < hold

@@ -1,9 +1,15 @@
-"""Interpolation through keyframes: gap lookup and a spline under tension, chosen by cross-validation.
+"""Interpolation through keyframes: gap lookup, a spline under tension chosen by cross-validation, pacing.
 
 A spline under tension (Schweikert 1966; Cline 1974) solves f'''' = p^2 f'' between knots: C2, through every
 knot, a natural cubic spline at tension p = 0 and ever closer to linear interpolation as p grows. It is linear
 in the values, so `TensionSpline` returns weight matrices [N, T] that are applied to any values [T, C].
 Computed in float64 on the CPU (T x T systems); times are in mean-gap units, so tensions are scale-free.
+
+Pacing (`pace_weights`): motion in a video speeds up and slows down, so a path should not cross every gap at
+a constant speed. The distance travelled through the keyframes (cumulative chord length) is interpolated by
+a monotone cubic (Fritsch & Carlson 1980, Brodlie's slopes): each gap is crossed faster near a fast
+neighbouring gap and slower near a slow one. Weight only moves between a gap's two ends, so the path still
+passes through every keyframe.
 """
 
 from __future__ import annotations
@@ -108,16 +114,75 @@ class TensionSpline:
         return torch.where(inside[:, None], W, out)
 
 
+def keyframe_distances(frames: torch.Tensor) -> torch.Tensor:
+    """Distances [T - 1] between consecutive keyframes [T, ...], float64 on the CPU."""
+    f = frames.detach().to("cpu", torch.float64).flatten(1)
+    return (f[1:] - f[:-1]).norm(dim=1)
+
+
+def _monotone_slopes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Slopes [T] at knots x [T] of a monotone cubic through non-decreasing y [T] (Fritsch-Carlson)."""
+    h = x[1:] - x[:-1]
+    d = (y[1:] - y[:-1]) / h
+    m = torch.zeros_like(y)
+    if len(x) == 2:
+        return m + d[0]
+    # interior: Brodlie's weighted harmonic mean of the neighbouring secants, 0 next to a flat gap
+    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+    flat = (d[:-1] <= 0) | (d[1:] <= 0)
+    harmonic = (w1 + w2) / (w1 / d[:-1].clamp_min(1e-300) + w2 / d[1:].clamp_min(1e-300))
+    m[1:-1] = torch.where(flat, torch.zeros_like(harmonic), harmonic)
+
+    def end(h0, h1, d0, d1):  # one-sided three-point slope, kept shape-preserving
+        return torch.minimum((((2 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)).clamp_min(0), 3 * d0)
+
+    m[0], m[-1] = end(h[0], h[1], d[0], d[1]), end(h[-1], h[-2], d[-1], d[-2])
+    return m
+
+
+def pace_weights(knots: torch.Tensor, distances: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Correction [N, T] to linear-interpolation weights at q [N] that paces each gap (module docstring).
+
+    knots [T] sorted; distances [T - 1] between consecutive keyframes (`keyframe_distances`). Linear
+    interpolation puts q at fraction a of its gap, paced it sits at s(a): the monotone cubic of the cumulative
+    distance, read in that gap and normalised to [0, 1]. Each row moves weight between its gap's two ends only
+    (rows sum to 0) and is 0 at the knots and outside their range.
+    """
+    knots = knots.detach().to("cpu", torch.float64)
+    distances = distances.detach().to("cpu", torch.float64)
+    q = q.detach().to("cpu", torch.float64)
+    T = len(knots)
+    W = torch.zeros(len(q), T, dtype=torch.float64)
+    if T < 3:
+        return W
+    slope = _monotone_slopes(knots, torch.cat([distances.new_zeros(1), distances.cumsum(0)]))
+    left, right, a = locate(knots, q)
+    gap = left.clamp(max=T - 2)
+    speed = distances[gap] / (knots[gap + 1] - knots[gap])
+    moving = (right != left) & (distances[gap] > 1e-12 * float(distances.max()))
+    speed = torch.where(moving, speed, torch.ones_like(speed))
+    m0, m1 = slope[gap] / speed, slope[gap + 1] / speed  # s'(0), s'(1)
+    s = (3 - 2 * a) * a ** 2 + (a - 1) ** 2 * a * m0 + (a - 1) * a ** 2 * m1  # cubic Hermite, s(0)=0, s(1)=1
+    shift = torch.where(moving, s.clamp(0, 1) - a, torch.zeros_like(a))
+    rows = torch.arange(len(q))
+    W[rows, gap] -= shift
+    W[rows, gap + 1] += shift
+    return W
+
+
 def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.1,
-                   max_folds: int = 64, reach: int = 12) -> float:
+                   max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None) -> float:
     """Tension from leave-one-out cross-validation over `TENSIONS`: each interior knot is predicted from the
     others. Of the tensions whose error is within `tolerance` of the best, the highest is taken (the
     smoothest-to-straightest safe choice: jerky clips get near-linear paths, smooth clips get curves).
     values [T, C] (e.g. basis coordinates); at most `max_folds` knots are left out, evenly spread, each
     predicted from the `reach` knots on either side (a knot further away changes a spline by < 1e-6).
+    paced: the keyframes [T, F] whose distances pace the gaps (`pace_weights`); None: no pacing.
     """
     knots = knots.detach().to("cpu", torch.float64)
     values = values.detach().to("cpu", torch.float64)
+    if paced is not None:
+        paced = paced.detach().to("cpu", torch.float64)
     T = len(knots)
     if T < 4:
         return TENSIONS[-1]
@@ -128,6 +193,8 @@ def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float =
         for j in folds:
             keep = torch.tensor([i for i in range(max(0, j - reach), min(T, j + reach + 1)) if i != j])
             w = TensionSpline(knots[keep], p).weights(knots[j:j + 1])
+            if paced is not None:
+                w = w + pace_weights(knots[keep], keyframe_distances(paced[keep]), knots[j:j + 1])
             err += float(((w @ values[keep] - values[j]) ** 2).sum())
         errors.append(err)
     best = min(errors)

@@ -26,7 +26,7 @@ from .._files import atomic_write as _atomic_write
 from ..decoding import Cancelled
 from ..times import _as_times
 from ._basis import LowRankBasis
-from ._interp import TensionSpline, choose_tension
+from ._interp import TensionSpline, choose_tension, keyframe_distances, pace_weights
 
 __all__ = ["Dynamics", "fit_dynamics", "load_dynamics"]
 
@@ -39,6 +39,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "rank": 16,          # largest number of basis directions (at most T - 1 are used)
     "keyframes": True,   # sample() passes through the observed codes (False: pure initial-value model)
     "tension": "auto",   # spline tension between keyframes (0 = natural cubic, large = near linear)
+    "pace": True,        # keyframe mode: cross each gap at a speed eased from the neighbouring gaps'
     "seed": 0,           # initialisation seed: the same seed gives the same model
 }
 HOOKS = ("progress", "cancel", "device")
@@ -57,8 +58,8 @@ class Dynamics(nn.Module):
 
     `sample(times)` reads the path at any times [N] -> codes [N, L, D]. Two modes:
       - keyframe mode (fitted with keyframes=True, the default): the path passes through every observed code
-        (moved by z0's offset when a z0 is given), a cross-validated spline under tension between them and
-        the learned dynamics beyond them;
+        (moved by z0's offset when a z0 is given), a cross-validated spline under tension between them, paced
+        by the neighbouring gaps' speeds (option pace), and the learned dynamics beyond them;
       - initial-value mode (keyframes=False): the learned dynamics alone run from one start code, the
         paper's recipe.
     Attributes: `kind`, `config` (every option as resolved by the fit), `times` [T], `codes` [T, L, D],
@@ -139,7 +140,7 @@ class Dynamics(nn.Module):
         start = self._start(z0)
         use_keys = self._use_keyframes(keyframes, z0)
         _check_seed(seed)
-        with torch.no_grad(), _one_thread(self.device):
+        with torch.no_grad(), _model_context(self.device):
             return self._sample(q, start, use_keys, seed)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -193,16 +194,22 @@ class Dynamics(nn.Module):
             flat = flat + (start - flat[0])
         return self.basis.encode(flat), self.basis.outside(flat)
 
-    def _spline(self) -> TensionSpline:
+    def _keyframe_weights(self, q: torch.Tensor) -> torch.Tensor:
+        """Weights [N, T] of the keyframes in the keyframe path at times q [N] (float64, CPU)."""
         if getattr(self, "_spline_cache", None) is None:
-            self._spline_cache = TensionSpline((self.key_times - self.t0) / self.unit, float(self.config["tension"]))
-        return self._spline_cache
+            knots = (self.key_times - self.t0) / self.unit
+            self._spline_cache = (TensionSpline(knots, float(self.config["tension"])), knots,
+                                  keyframe_distances(self.key_codes) if self.config["pace"] else None)
+        spline, knots, distances = self._spline_cache
+        tq = (q - self.t0) / self.unit
+        weights = spline.weights(tq)
+        return weights if distances is None else weights + pace_weights(knots, distances, tq)
 
     def _sample(self, q: torch.Tensor, start, use_keys: bool, seed) -> torch.Tensor:
         y_key, r_key = self._keys(start)
         tq = self._tau(q)
         if use_keys:
-            weights = self._spline().weights((q - self.t0) / self.unit).float().to(self.device)
+            weights = self._keyframe_weights(q).float().to(self.device)
             y = self._keyframe_path(tq, weights @ y_key, weights, y_key, seed)
             out = self.basis.decode(y) + weights @ r_key
         else:
@@ -239,19 +246,21 @@ def _check_seed(seed) -> None:
 
 
 @contextmanager
-def _one_thread(device: torch.device):
-    """Run on one CPU thread: the models' tensors are tiny (a few basis coordinates), so the thread pool's
-    synchronisation costs more than the maths, and far more on a busy machine (measured on 2 busy cores: an
-    11-frame ODE fit took 130 s with torch's default 2 threads, 9 s with 1). The setting is restored after."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _model_context(device: torch.device):
+    """Build and run models in float32 whatever torch's default dtype is, and on one CPU thread: the models'
+    tensors are tiny (a few basis coordinates), so the thread pool's synchronisation costs more than the
+    maths, and far more on a busy machine (measured on 2 busy cores: an 11-frame ODE fit took 130 s with
+    torch's default 2 threads, 9 s with 1). Both settings are restored after."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float32)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_default_dtype(dtype)
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -346,11 +355,12 @@ def fit_dynamics(times, codes, kind: str = "ode", **options) -> Dynamics:
     config, hooks = _check_options(cls, options)
     t, z = _check_clip(times, codes)
     device = torch.device(hooks["device"]) if hooks["device"] is not None else z.device
-    with torch.inference_mode(False), torch.enable_grad(), _one_thread(device):
+    with torch.inference_mode(False), torch.enable_grad(), _model_context(device):
         model = cls(t, z.to(device).clone(), config)
         if model.config["tension"] == "auto":
             y = model.basis.encode(model.key_codes.flatten(1))
-            model.config["tension"] = choose_tension((t - model.t0) / model.unit, y)
+            model.config["tension"] = choose_tension((t - model.t0) / model.unit, y,
+                                                     paced=model.key_codes if model.config["pace"] else None)
         model._fit(hooks["progress"], hooks["cancel"])
     model.config = dict(model.config)
     return model.eval()
@@ -374,9 +384,11 @@ def load_dynamics(path: str | os.PathLike, device: str | torch.device | None = N
     if kind not in _KINDS:
         raise ValueError(f"{str(path)!r} holds dynamics of unknown kind {kind!r}")
     config = json.loads(meta["config"])
+    config.setdefault("pace", False)  # written before pacing existed
     cls = _KINDS[kind]
     codes = tensors.pop("key_codes").to(device or "cpu")
-    model = cls(tensors.pop("key_times"), codes, config)
+    with _model_context(codes.device):
+        model = cls(tensors.pop("key_times"), codes, config)
     state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
     state["key_codes"] = codes
     model.load_state_dict(state, strict=True)

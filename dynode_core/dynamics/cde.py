@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from .base import Dynamics, _check_clip, _check_seed, _one_thread, _register
+from .base import Dynamics, _check_clip, _check_seed, _model_context, _register
 from ._interp import TensionSpline
 
 __all__ = ["CDEDynamics"]
@@ -143,7 +143,7 @@ class CDEDynamics(Dynamics):
         q = self._query(times)
         start = self._start(z0)
         _check_seed(seed)
-        with torch.no_grad(), _one_thread(self.device):
+        with torch.no_grad(), _model_context(self.device):
             first = self.key_codes.flatten(1)[0] if start is None else start
             y0 = self.basis.encode(first[None])[0]
             y_c = self.basis.encode(z_c.flatten(1).to(self.device))
