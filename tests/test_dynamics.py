@@ -190,6 +190,30 @@ def test_save_load_round_trip(fitted, clip, kind, tmp_path):
     assert torch.equal(again.sample(grid, z0=z0, seed=2), dyn.sample(grid, z0=z0, seed=2))
 
 
+def test_files_from_before_pacing_load_unpaced(fitted, tmp_path):
+    """A file written before the pace option existed has no "pace" in its config: it samples as it did."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "new.safetensors"
+    fitted["ode"].save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"])
+    del config["pace"]
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+    grid = torch.linspace(0, 5.5, 23)
+    unpaced = dc.load_dynamics(old)
+    assert unpaced.config["pace"] is False
+    expected = dc.load_dynamics(path)
+    expected.config["pace"] = False
+    assert torch.equal(unpaced.sample(grid), expected.sample(grid))
+    assert not torch.equal(unpaced.sample(grid), fitted["ode"].sample(grid))
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         dc.load_dynamics(tmp_path / "missing.safetensors")
