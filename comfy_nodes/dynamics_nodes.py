@@ -195,39 +195,38 @@ def _spec_node(kind: str, title: str, description: str, options: dict):
     return Spec
 
 
-def _common(iterations: int) -> dict:
-    return {
-        "iterations": ("INT", {"default": iterations, "min": 1, "max": 100000, "tooltip": "Optimiser steps of the "
-                               "fit: more fit the codes more closely and take longer."}),
-        "rank": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Largest number of directions of the "
-                         "clip's motion subspace the model moves in (at most frames - 1 are used)."}),
-        "keyframes": ("BOOLEAN", {"default": True, "tooltip": "On: sampled paths pass through the observed codes "
-                                  "(interpolation). Off: a pure initial-value model (the paper's), for "
-                                  "propagating edits and extrapolating."}),
+def _options(kind: str) -> dict:
+    """The widgets of a family node: the options users tune, with the library's defaults."""
+    defaults = dc.dynamics_options(kind)
+    widgets = {
+        "iterations": ("INT", {"default": defaults["iterations"], "min": 1, "max": 100000, "tooltip": "Optimiser "
+                               "steps of the fit: more fit the codes more closely and take longer."}),
+        "rank": ("INT", {"default": defaults["rank"], "min": 1, "max": 512, "tooltip": "Largest number of "
+                         "directions of the clip's motion subspace the model moves in (at most frames - 1 are "
+                         "used)."}),
+        "keyframes": ("BOOLEAN", {"default": defaults["keyframes"], "tooltip": "On: sampled paths pass through "
+                                  "the observed codes (interpolation). Off: a pure initial-value model (the "
+                                  "paper's), for propagating edits and extrapolating."}),
+        "pace": ("BOOLEAN", {"default": defaults["pace"], "tooltip": "Keyframe mode: cross each gap between "
+                             "keyframes at a speed eased from the neighbouring gaps' (motion speeds up and slows "
+                             "down). Off: every gap at a constant speed."}),
+        "hidden": ("INT", {"default": defaults["hidden"], "min": 4, "max": 4096, "tooltip": "Width of the "
+                           "network (MLP) of the model's vector field."}),
+        "regularization": ("FLOAT", {"default": defaults["regularization"], "min": 0.0001, "max": 10.0,
+                                     "step": 0.0001, "tooltip": "Weight decay of the network: larger values give "
+                                     "calmer, straighter paths."}),
     }
-
-
-def _hidden(default: int, what: str) -> tuple:
-    return ("INT", {"default": default, "min": 4, "max": 4096, "tooltip": f"Width of the {what} MLP."})
-
-
-def _regularization(default: float) -> tuple:
-    return ("FLOAT", {"default": default, "min": 0.0001, "max": 10.0, "step": 0.0001, "tooltip": "Weight decay of "
-                      "the network: larger values give calmer, straighter paths."})
+    if kind == "cde":
+        widgets["state"] = ("INT", {"default": defaults["state"], "min": 1, "max": 1024, "tooltip": "Size of the "
+                                    "hidden state the clip drives."})
+    return widgets
 
 
 NeuralODE = _spec_node("ode", "Neural ODE", "A neural ODE: a learned velocity field moves the code "
-                       "deterministically, giving a smooth path through any time.",
-                       {**_common(300), "hidden": _hidden(64, "velocity field's"),
-                        "regularization": _regularization(0.01)})
+                       "deterministically, giving a smooth path through any time.", _options("ode"))
 NeuralCDE = _spec_node("cde", "Neural CDE", "A neural controlled differential equation: a hidden state is driven "
                        "by a smooth interpolation of all observed frames, not only the first. Sample Trajectory's "
-                       "control input drives it with another clip's motion (motion transfer).",
-                       {**_common(300), "hidden": _hidden(32, "vector field's"),
-                        "state": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "Size of the hidden "
-                                          "state the clip drives."}),
-                        "regularization": _regularization(0.001)})
+                       "control input drives it with another clip's motion (motion transfer).", _options("cde"))
 NeuralSDE = _spec_node("sde", "Neural SDE", "A neural SDE: learned drift and diffusion; every seed of Sample "
                        "Trajectory draws another plausible path (in keyframe mode only the frames between "
-                       "keyframes vary).",
-                       {**_common(300), "hidden": _hidden(64, "drift's"), "regularization": _regularization(0.01)})
+                       "keyframes vary).", _options("sde"))

@@ -26,7 +26,7 @@ from .video import frames_from_uint8, frames_to_uint8, read_video, write_image, 
 # --- end inversion, editing, video
 
 # --- dynamics
-from .dynamics import Dynamics, fit_dynamics, load_dynamics
+from .dynamics import Dynamics, dynamics_options, fit_dynamics, load_dynamics
 # --- end dynamics
 
 __version__ = "0.1.0"

@@ -103,6 +103,8 @@ def test_one_spec_node_per_family_all_feeding_fit_dynamics():
             (spec,) = run(node_id, **defaults)
             assert isinstance(spec, DynamicsSpec)
             families[spec.kind] = node_id
+            library = dc.dynamics_options(spec.kind)  # a graph with untouched widgets fits like the library
+            assert {k: library[k] for k in defaults} == defaults
     assert set(families) == {"ode", "cde", "sde"}
     assert N["DynodeFitDynamics"].INPUT_TYPES()["required"]["spec"][0] == "DYNODE_DYNAMICS_SPEC"
 

@@ -28,7 +28,7 @@ from ..times import _as_times
 from ._basis import LowRankBasis
 from ._interp import TensionSpline, choose_tension, keyframe_distances, pace_weights
 
-__all__ = ["Dynamics", "fit_dynamics", "load_dynamics"]
+__all__ = ["Dynamics", "dynamics_options", "fit_dynamics", "load_dynamics"]
 
 FORMAT = "dynode-dynamics/1"
 
@@ -339,6 +339,17 @@ def _check_options(cls: type[Dynamics], options: dict) -> tuple[dict, dict]:
     return config, hooks
 
 
+def _kind(kind: str) -> type[Dynamics]:
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
+    return _KINDS[kind]
+
+
+def dynamics_options(kind: str = "ode") -> dict[str, Any]:
+    """Every option `fit_dynamics(..., kind=kind)` accepts, with its default ("auto" = chosen per clip)."""
+    return {**COMMON_OPTIONS, **_kind(kind).OPTIONS}
+
+
 def fit_dynamics(times, codes, kind: str = "ode", **options) -> Dynamics:
     """Fit a continuous-time model to one clip. times [T] (any order, distinct), codes [T, L, D] -> `Dynamics`.
 
@@ -349,9 +360,7 @@ def fit_dynamics(times, codes, kind: str = "ode", **options) -> Dynamics:
     Times are sorted together with the codes; duplicate times, NaN/inf, fewer than 2 frames or mismatched
     lengths raise ValueError. numpy arrays and lists are accepted.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
-    cls = _KINDS[kind]
+    cls = _kind(kind)
     config, hooks = _check_options(cls, options)
     t, z = _check_clip(times, codes)
     device = torch.device(hooks["device"]) if hooks["device"] is not None else z.device
