@@ -178,6 +178,7 @@ def cmd_fit(args) -> None:
     with progress_bar(f"fit {args.kind}", args.quiet) as bar:
         dyn = fit_dynamics(f.times, f.codes.to(resolve_device(args.device)), kind=args.kind, progress=bar,
                            **options)
+    dyn.metadata = _identity(f.metadata)  # so `dynode sample` stamps its output without --codes
     dyn.save(args.out)
     log(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
 
@@ -193,7 +194,7 @@ def cmd_sample(args) -> None:
 
     dyn = _load_dyn(args.dynamics)
     src = load_codes(_need_file(args.codes, "codes file")) if args.codes else None
-    meta = src.metadata if src is not None else {}
+    meta = src.metadata if src is not None else dyn.metadata
     z0 = None
     if args.z0:
         zf = load_codes(_need_file(args.z0, "z0 codes file"))
@@ -308,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sample", help="fitted dynamics -> codes on a time grid")
     sp.add_argument("dynamics", help="dynamics file from `dynode fit`")
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
-    sp.add_argument("--codes", help="the fitted clip's codes file (keyframe times and generator identity)")
+    sp.add_argument("--codes", help="the fitted clip's codes file: its times make the grid (default: the times "
+                    "the dynamics were fitted at)")
     sp.add_argument("--z0", help="start from the first code of this codes file instead (e.g. another face)")
     sp.add_argument("--seed", type=int, default=None, help="SDE sample seed")
     sp.add_argument("--no-keyframes", action="store_true",

@@ -139,10 +139,10 @@ def test_fit_sample_edit_with_dynamics(tmp_path):
     assert f.codes.shape[1:] == (6, 16) and len(f.times) == 17 + 8  # 0.5 s past the end at 0.0625 s spacing
     assert f.metadata["generator"] == "abc"
     assert torch.allclose(f.times[:17], torch.linspace(0, 1, 17), atol=1e-6)
-    bare = tmp_path / "bare.safetensors"  # without --codes: the fitted times, no generator identity
+    bare = tmp_path / "bare.safetensors"  # without --codes: the fitted times; the identity the fit carried
     assert run("sample", dyn, "--out", bare, "-q") == 0
     b = dc.load_codes(bare)
-    assert torch.allclose(b.times, t) and "generator" not in b.metadata
+    assert torch.allclose(b.times, t) and b.metadata["generator"] == "abc" and b.metadata["num_ws"] == "6"
     # starting from another clip's first code moves the whole path there
     other = dc.save_codes(tmp_path / "other.safetensors", codes + 3.0, t)
     moved = tmp_path / "moved.safetensors"

@@ -179,10 +179,15 @@ def test_save_load_round_trip(fitted, clip, kind, tmp_path):
     times, codes, _ = clip
     dyn = fitted[kind]
     path = tmp_path / "sub" / f"{kind}.safetensors"
-    dyn.save(path)
+    dyn.metadata = {"generator": "abc123", "num_ws": "3"}
+    try:
+        dyn.save(path)
+    finally:
+        dyn.metadata = {}
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left behind
     again = dc.load_dynamics(path)
     assert type(again) is type(dyn) and again.config == dyn.config
+    assert again.metadata == {"generator": "abc123", "num_ws": "3"}
     grid = torch.linspace(-1, 7, 17)
     for keyframes in (True, False):
         assert torch.equal(again.sample(grid, seed=2, keyframes=keyframes), dyn.sample(grid, seed=2, keyframes=keyframes))

@@ -63,7 +63,8 @@ class Dynamics(nn.Module):
       - initial-value mode (keyframes=False): the learned dynamics alone run from one start code, the
         paper's recipe.
     Attributes: `kind`, `config` (every option as resolved by the fit), `times` [T], `codes` [T, L, D],
-    `basis` (the clip's motion subspace).
+    `basis` (the clip's motion subspace), `metadata` (strings about the codes' origin, e.g. the generator's
+    identity; kept by `save` / `load_dynamics`).
     """
 
     kind: str = ""
@@ -72,6 +73,7 @@ class Dynamics(nn.Module):
     def __init__(self, times: torch.Tensor, codes: torch.Tensor, config: dict):
         super().__init__()
         self.config = dict(config)
+        self.metadata: dict[str, str] = {}
         self.key_times = times.detach().to("cpu", torch.float64)      # [T], sorted
         self.register_buffer("key_codes", codes.detach().float())     # [T, L, D]
         self.basis = LowRankBasis(self.key_codes.flatten(1), int(config["rank"]))
@@ -144,12 +146,13 @@ class Dynamics(nn.Module):
             return self._sample(q, start, use_keys, seed)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model to a `.safetensors` file (tensors + JSON config in the metadata), atomically."""
+        """Write the model to a `.safetensors` file (tensors + JSON config and `metadata`), atomically."""
         path = Path(path)
         tensors = {"key_times": self.key_times, "key_codes": self.key_codes}
         tensors.update({f"state.{k}": v for k, v in self.state_dict().items() if k != "key_codes"})
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        meta = {"format": FORMAT, "kind": self.kind, "config": json.dumps(self.config)}
+        meta = {"format": FORMAT, "kind": self.kind, "config": json.dumps(self.config),
+                "metadata": json.dumps({str(k): str(v) for k, v in self.metadata.items()})}
         _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
         return path
 
@@ -401,4 +404,5 @@ def load_dynamics(path: str | os.PathLike, device: str | torch.device | None = N
     state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
     state["key_codes"] = codes
     model.load_state_dict(state, strict=True)
+    model.metadata = json.loads(meta.get("metadata", "{}"))
     return model.eval()
