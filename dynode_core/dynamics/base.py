@@ -26,7 +26,7 @@ from .._files import atomic_write as _atomic_write
 from ..decoding import Cancelled
 from ..times import _as_times
 from ._basis import LowRankBasis
-from ._interp import TensionSpline, choose_tension, keyframe_distances, pace_weights
+from ._interp import TensionSpline, choose_tension, keyframe_distances, pace_embedding, pace_weights
 
 __all__ = ["Dynamics", "dynamics_options", "fit_dynamics", "load_dynamics"]
 
@@ -201,8 +201,8 @@ class Dynamics(nn.Module):
         """Weights [N, T] of the keyframes in the keyframe path at times q [N] (float64, CPU)."""
         if getattr(self, "_spline_cache", None) is None:
             knots = (self.key_times - self.t0) / self.unit
-            self._spline_cache = (TensionSpline(knots, float(self.config["tension"])), knots,
-                                  keyframe_distances(self.key_codes) if self.config["pace"] else None)
+            distances = keyframe_distances(pace_embedding(self.key_codes)) if self.config["pace"] else None
+            self._spline_cache = (TensionSpline(knots, float(self.config["tension"])), knots, distances)
         spline, knots, distances = self._spline_cache
         tq = (q - self.t0) / self.unit
         weights = spline.weights(tq)
@@ -371,8 +371,8 @@ def fit_dynamics(times, codes, kind: str = "ode", **options) -> Dynamics:
         model = cls(t, z.to(device).clone(), config)
         if model.config["tension"] == "auto":
             y = model.basis.encode(model.key_codes.flatten(1))
-            model.config["tension"] = choose_tension((t - model.t0) / model.unit, y,
-                                                     paced=model.key_codes if model.config["pace"] else None)
+            paced = pace_embedding(model.key_codes) if model.config["pace"] else None
+            model.config["tension"] = choose_tension((t - model.t0) / model.unit, y, paced=paced)
         model._fit(hooks["progress"], hooks["cancel"])
     model.config = dict(model.config)
     return model.eval()
