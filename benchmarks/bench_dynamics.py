@@ -5,7 +5,8 @@ times 0..10). Every protocol trains on some frames and predicts the others:
 
   interpolation  even->odd (0,2,..,10 -> 1,3,..,9) and three irregular spacings, plus 16 random splits
                  (summarised by their geometric mean) and 200 more for the keyframe path alone (which does not
-                 depend on the learned field); ratios are against linear interpolation of the codes
+                 depend on the learned field), on the clip and on the clip played backwards; ratios are against
+                 linear interpolation of the codes
   extrapolation  0..7 -> 8..10, 0..5 -> 6..8 and, backwards, 3..10 -> 0..2, then from every start and end
                  (train 0..k or 10-k..10 for k = 4..8, predict up to 3 frames beyond); ratios against holding
                  the nearest observed frame (the last one, or the first one backwards)
@@ -257,9 +258,11 @@ def main(argv=None):
     summarise(f"interpolation, {len(randoms)} random splits (endpoints kept, 3-6 frames between)", times, codes,
               randoms, ("ode", "ode pace=False", "cde"), False, "linear interpolation")
     if not args.quick:
-        summarise(f"interpolation, {args.many} more random splits (seed 1), keyframe path only", times, codes,
-                  protocols(args.many, seed=1)[1], ("ode keyframe path", "ode keyframe path, pace=False"), False,
-                  "linear interpolation")
+        many = protocols(args.many, seed=1)[1]
+        for direction, clip in (("forwards", codes), ("backwards", codes.flip(0))):
+            summarise(f"interpolation, {args.many} more random splits (seed 1), keyframe path only, the clip "
+                      f"{direction}", times, clip, many, ("ode keyframe path", "ode keyframe path, pace=False"),
+                      False, "linear interpolation")
     for name, (train, test) in extrap.items():
         rows = evaluate(times, codes, train, test, full, True, budget if name == "0..7 -> 8..10" else None)
         print_table(f"extrapolation {name}: train {train}, predict {test}", rows, "hold / nearest frame")
