@@ -8,6 +8,20 @@ import torch
 from torch import nn
 
 
+def principal_components(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """flat codes [T, F] -> (mean [F], centred codes [T, F], variances [r] largest first, unit scores [T, r]),
+    float64 on the CPU, keeping the r directions whose variance is above 1e-10 of the largest (none when
+    every code is the same). From the eigen-decomposition of the small Gram matrix [T, T] instead of an SVD
+    of [T, F]; the variances are the Gram eigenvalues (squared singular values)."""
+    x = flat.detach().to("cpu", torch.float64)
+    mean = x.mean(0)
+    xc = x - mean
+    evals, evecs = torch.linalg.eigh(xc @ xc.T)
+    evals, evecs = evals.flip(0), evecs.flip(1)
+    keep = int((evals > 1e-10 * evals[0]).sum()) if evals[0] > 0 else 0
+    return mean, xc, evals[:keep], evecs[:, :keep]
+
+
 class LowRankBasis(nn.Module):
     """y = (z - mean) @ directions.T / scale for flattened codes z [N, F] (F = L * D).
 
@@ -19,20 +33,14 @@ class LowRankBasis(nn.Module):
 
     def __init__(self, flat: torch.Tensor, rank: int):
         super().__init__()
-        x = flat.detach().to("cpu", torch.float64)
-        mean = x.mean(0)
-        xc = x - mean
-        # eigen-decomposition of the small Gram matrix [T, T] instead of an SVD of [T, F]
-        evals, evecs = torch.linalg.eigh(xc @ xc.T)
-        evals, evecs = evals.flip(0), evecs.flip(1)
-        keep = int((evals > 1e-10 * evals[0].clamp_min(1e-300)).sum()) if evals[0] > 0 else 0
-        if keep == 0:
+        mean, xc, evals, evecs = principal_components(flat)
+        if len(evals) == 0:
             raise ValueError("all codes are identical: there is no motion to fit")
-        k = min(rank, x.shape[0] - 1, keep)
+        k = min(rank, xc.shape[0] - 1, len(evals))
         directions = (evecs[:, :k].T @ xc) / evals[:k].sqrt()[:, None]
         self.register_buffer("mean", mean.float().to(flat.device))
         self.register_buffer("directions", directions.float().to(flat.device))
-        self.register_buffer("scale", torch.tensor(math.sqrt(float(evals[0]) / x.shape[0])).float().to(flat.device))
+        self.register_buffer("scale", torch.tensor(math.sqrt(float(evals[0]) / xc.shape[0])).float().to(flat.device))
 
     @property
     def rank(self) -> int:
