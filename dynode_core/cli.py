@@ -252,6 +252,13 @@ def cmd_convert(args) -> None:
     _log(args)(f"wrote {out}")
 
 
+def cmd_convert_perceptual(args) -> None:
+    from .perceptual import convert_perceptual
+
+    out = convert_perceptual(_need_file(args.src, "perceptual weights"), args.dst, overwrite=args.overwrite)
+    _log(args)(f"wrote {out} (tensors only; nothing in {args.src} was run)")
+
+
 def _log(args):
     return (lambda msg: None) if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr))
 
@@ -288,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=300, help="steps of the anchor frame")
     sp.add_argument("--warm-steps", type=int, default=None, help="steps of each warm-started pass")
     sp.add_argument("--smoothness", type=float, default=0.0, help="weight of the temporal smoothness term")
-    sp.add_argument("--perceptual", help="local VGG16 weights for a perceptual loss (never downloaded)")
+    sp.add_argument("--perceptual", help="local VGG16 weights (.safetensors, see `dynode convert-perceptual`) for a "
+                    "perceptual loss (never downloaded)")
     sp.add_argument("--fps", type=float, help="frame rate of the input (read from the file when it has one)")
     sp.add_argument("--every", type=int, default=1, help="keep every k-th frame (sparse keyframes)")
     sp.add_argument("--max-frames", type=int, help="read at most this many frames")
@@ -355,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dst")
     common(sp, device=False)
     sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("convert-perceptual", help="VGG16 weights (e.g. NVIDIA's TorchScript vgg16.pt) -> "
+                        ".safetensors for --perceptual, reading tensors only (nothing in the file is run)")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    common(sp, device=False)
+    sp.set_defaults(func=cmd_convert_perceptual)
     return p
 
 

@@ -9,8 +9,8 @@ instead of hundreds. For 16 frames the passes are {0, 7, 15}, {3, 11}, {1, 5, 9,
 
 Losses: per-frame pixel MSE plus MSE on a pyramid of 2×-downsampled images ("multi-scale", which pulls the
 coarse layout in first), and optionally a VGG16 feature distance when the user has the weights locally
-(`perceptual="path/to/vgg16.pt"` — NVIDIA's TorchScript LPIPS `vgg16.pt`, or a torchvision VGG16
-state dict); nothing is ever downloaded.
+(`perceptual="path/to/vgg16.safetensors"`, see `perceptual.py`: weights are read as tensors only, never as
+TorchScript); nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch import nn
 
 from .decoding import Cancelled, decode
 from .metrics import psnr
+from .perceptual import PerceptualLoss
 from .video import resize_frames, to_rgb
 
 __all__ = ["invert", "Inversion", "PerceptualLoss", "bisection_passes"]
@@ -48,77 +49,6 @@ def _pyramid_mse(x: torch.Tensor, y: torch.Tensor, min_size: int = 8) -> torch.T
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
         loss = loss + (x - y).square().flatten(1).mean(1)
     return loss
-
-
-_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
-_VGG16_TAPS = {3, 8, 15, 22, 29}  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in torchvision's numbering
-
-
-class PerceptualLoss(nn.Module):
-    """VGG16 feature distance from a local weights file. Images [B, 3, H, W] in [-1, 1] -> distances [B].
-
-    Accepts NVIDIA's TorchScript LPIPS network (`vgg16.pt`, called as `net(img_0_255, resize_images=False,
-    return_lpips=True)`) or a torchvision VGG16 state dict (keys `features.N.weight`), for which the
-    distance is LPIPS without its learned channel weights: unit-normalised features of five layers,
-    squared differences averaged over positions and summed over layers.
-    """
-
-    def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu"):
-        super().__init__()
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"perceptual-loss weights not found: {path} (they are never downloaded; "
-                                    f"pass a local NVIDIA vgg16.pt or a torchvision VGG16 state dict)")
-        self.jit = None
-        try:
-            self.jit = torch.jit.load(path, map_location=device).eval()
-        except (RuntimeError, ValueError):
-            state = torch.load(path, map_location=device, weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-            self.features = self._build_vgg(state).to(device).eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1).to(device))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1).to(device))
-
-    @staticmethod
-    def _build_vgg(state: dict) -> nn.Sequential:
-        layers, c = [], 3
-        for v in _VGG16_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
-                c = v
-        net = nn.Sequential(*layers)
-        own = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        try:
-            net.load_state_dict(own)
-        except RuntimeError as e:
-            raise ValueError(f"perceptual weights are neither TorchScript nor a torchvision VGG16 state dict: {e}") from e
-        return net
-
-    def features_of(self, img: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.jit is not None:
-            x = (img + 1) * 127.5
-            if x.shape[-1] > 256:
-                x = F.interpolate(x, size=(256, 256), mode="area")
-            return self.jit(x, resize_images=False, return_lpips=True)
-        x = ((img + 1) / 2 - self.mean) / self.std
-        feats = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in _VGG16_TAPS:
-                feats.append(x / (x.square().sum(1, keepdim=True).sqrt() + 1e-10))
-        return feats
-
-    def distance(self, fx, fy) -> torch.Tensor:
-        if self.jit is not None:
-            return (fx - fy).square().sum(1)
-        return sum((a - b).square().sum(1).mean((1, 2)) for a, b in zip(fx, fy))
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.distance(self.features_of(x), self.features_of(y))
 
 
 # --- schedule ----------------------------------------------------------------------------------------------

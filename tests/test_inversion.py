@@ -151,7 +151,7 @@ def test_cancel(G, clip):
 
 
 def test_perceptual_loss_from_local_torchvision_state_dict(tmp_path, G, clip):
-    from dynode_core.inversion import _VGG16_CFG  # a randomly initialised VGG16, saved as torchvision would
+    from dynode_core.perceptual import _VGG16_CFG  # a randomly initialised VGG16, saved as torchvision would
     layers, c = [], 3
     for v in _VGG16_CFG:
         if v == "M":
@@ -174,15 +174,14 @@ def test_perceptual_loss_from_local_torchvision_state_dict(tmp_path, G, clip):
         PerceptualLoss(tmp_path / "bad.pt")
 
 
-def test_perceptual_loss_from_torchscript(tmp_path, clip):
-    class Net(torch.nn.Module):  # stands in for NVIDIA's vgg16.pt: same call signature
+def test_perceptual_loss_refuses_torchscript(tmp_path):
+    class Net(torch.nn.Module):  # stands in for NVIDIA's vgg16.pt: loading TorchScript would run its code
         def forward(self, img: torch.Tensor, resize_images: bool = False, return_lpips: bool = True):
             return torch.nn.functional.avg_pool2d(img / 255.0, 4).flatten(1)
 
     torch.jit.script(Net()).save(str(tmp_path / "vgg16.pt"))
-    loss = PerceptualLoss(tmp_path / "vgg16.pt")
-    x = clip[0][:2]
-    assert loss(x, x).abs().max() < 1e-6 and (loss(x, -x) > 0).all()
+    with pytest.raises(ValueError, match="convert-perceptual"):
+        PerceptualLoss(tmp_path / "vgg16.pt")
 
 
 # --- decoding ------------------------------------------------------------------------------------------------
