@@ -1,6 +1,11 @@
-"""Latent dynamics of a clip's codes: neural ODE, CDE and SDE behind one fit / sample / save contract."""
+"""Latent dynamics of a clip's codes: neural ODE, CDE and SDE behind one fit / sample / save contract.
 
-from .base import Dynamics, dynamics_options, fit_dynamics, load_dynamics
-from . import cde, ode, sde  # noqa: F401  (register the kinds)
+Modules: model (the contract every kind keeps), options (common options and their checks), files (the file
+format), kinds (the table of kinds), fit (entry points); ode / sde / cde the kinds; _basis, _interp, _inputs,
+_optim their helpers.
+"""
+
+from .fit import dynamics_options, fit_dynamics, load_dynamics
+from .model import Dynamics
 
 __all__ = ["Dynamics", "dynamics_options", "fit_dynamics", "load_dynamics"]

@@ -31,9 +31,10 @@ class LowRankBasis(nn.Module):
     unchanged by the models, e.g. an edit or another person's identity.
     """
 
-    def __init__(self, flat: torch.Tensor, rank: int):
+    def __init__(self, flat: torch.Tensor, rank: int, components=None):
+        """flat codes [T, F]; components: their `principal_components` when already computed."""
         super().__init__()
-        mean, xc, evals, evecs = principal_components(flat)
+        mean, xc, evals, evecs = principal_components(flat) if components is None else components
         if len(evals) == 0:
             raise ValueError("all codes are identical: there is no motion to fit")
         k = min(rank, xc.shape[0] - 1, len(evals))

@@ -116,18 +116,16 @@ class TensionSpline:
         return torch.where(inside[:, None], W, out)
 
 
-def pace_embedding(frames: torch.Tensor) -> torch.Tensor:
+def pace_embedding(frames: torch.Tensor, components=None) -> torch.Tensor:
     """Coordinates [T, r] of keyframes [T, ...] in which their distances pace the gaps.
 
     The clip's unit principal scores times the square root of each direction's standard deviation, so a
-    squared distance weighs a direction by its spread, not by its variance as in code space, where the one or two
-    directions a clip moves most in dominate (on the real talking-head codes one W+ layer holds over half the
-    variance), and not equally as in whitened coordinates, where directions of noise count like motion.
-    Measured on 800 random splits of the real clip (two ways of drawing them, the clip forwards and
-    backwards): paced in these coordinates, keyframe paths beat linear interpolation on 71 % of them
-    (geometric mean 0.96), paced by code-space distances on 65 % (0.97).
+    squared distance weighs a direction by its spread, not by its variance as in code space, where the one or
+    two directions a clip moves most in dominate, and not equally as in whitened coordinates, where
+    directions of noise count like motion. components: `principal_components(frames.flatten(1))` when already
+    computed.
     """
-    _, _, variances, scores = principal_components(frames.flatten(1))
+    _, _, variances, scores = principal_components(frames.flatten(1)) if components is None else components
     return scores * variances ** 0.25
 
 
@@ -190,10 +188,9 @@ def pace_weights(knots: torch.Tensor, distances: torch.Tensor, q: torch.Tensor) 
 def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.5,
                    max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None) -> float:
     """Tension from leave-one-out cross-validation over `TENSIONS`: each interior knot is predicted from the
-    others. Of the tensions whose error is within `tolerance` of the best, the highest is taken (the
-    straightest safe choice: a curve must cut the error by a third to be chosen. Jerky clips get near-linear
-    paths, smooth clips, where curves cut it 5-10x, get curves. With a tolerance of 0.1, a few frames of a
-    jerky real clip sometimes picked a curve by chance and paid up to 27 % more held-out error).
+    others. Of the tensions whose error is within `tolerance` of the best, the highest is taken: the straightest
+    safe choice, a curve must cut the error by a third to be chosen (jerky clips get near-linear paths,
+    smooth clips get curves; docs/dynamics.md).
     values [T, C] (e.g. basis coordinates); at most `max_folds` knots are left out, evenly spread, each
     predicted from the `reach` knots on either side (a knot further away changes a spline by < 1e-6).
     paced: the keyframes [T, F] whose distances pace the gaps (`pace_weights`); None: no pacing.

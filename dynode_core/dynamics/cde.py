@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from .base import Dynamics, _check_clip, _check_seed, _model_context, _register
+from ._inputs import check_clip
+from .model import Dynamics
 from ._interp import TensionSpline
 
 __all__ = ["CDEDynamics"]
@@ -38,7 +39,6 @@ class _Vector(nn.Module):
         return sum((p ** 2).sum() for p in self.net.parameters())
 
 
-@_register
 class CDEDynamics(Dynamics):
     """Neural CDE (kind="cde"). Options: hidden, state, regularization, step (docs/dynamics.md)."""
 
@@ -136,17 +136,17 @@ class CDEDynamics(Dynamics):
                              "with a control clip (leave keyframes unset)")
         if control_times is None:
             raise ValueError("control needs control_times [Tc], the times of its codes")
-        t_c, z_c = _check_clip(control_times, control)
+        t_c, z_c = check_clip(control_times, control)
         if tuple(z_c.shape[1:]) != tuple(self.key_codes.shape[1:]):
             raise ValueError(f"control codes must be [Tc, {', '.join(map(str, self.key_codes.shape[1:]))}] like "
                              f"the fitted clip's, got {list(z_c.shape)}")
-        q = self._query(times)
-        start = self._start(z0)
-        _check_seed(seed)
-        with torch.no_grad(), _model_context(self.device):
-            first = self.key_codes.flatten(1)[0] if start is None else start
-            y0 = self.basis.encode(first[None])[0]
-            y_c = self.basis.encode(z_c.flatten(1).to(self.device))
-            y = self._path(self._tau(q), y_c - y_c[0] + y0, self._tau(t_c))
-            out = self.basis.decode(y) + self.basis.outside(first[None])
+        return self._read(times, z0, seed, lambda q, start: self._transfer(q, start, t_c, z_c))
+
+    def _transfer(self, q, start, t_c, z_c):
+        """The path at q [N] driven by control codes z_c [Tc, L, D] at t_c [Tc], from start (None: first code)."""
+        first = self.key_codes.flatten(1)[0] if start is None else start
+        y0 = self.basis.encode(first[None])[0]
+        y_c = self.basis.encode(z_c.flatten(1).to(self.device))
+        y = self._path(self._tau(q), y_c - y_c[0] + y0, self._tau(t_c))
+        out = self.basis.decode(y) + self.basis.outside(first[None])
         return out.reshape(len(q), *self.key_codes.shape[1:])

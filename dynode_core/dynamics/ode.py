@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from .base import Dynamics, _register
+from .model import Dynamics
 
 __all__ = ["ODEDynamics"]
 
@@ -94,7 +94,6 @@ def shooting_pairs(n: int, window: int, device=None) -> tuple[torch.Tensor, torc
     return torch.tensor(ii, device=device), torch.tensor(jj, device=device)
 
 
-@_register
 class ODEDynamics(Dynamics):
     """Neural ODE (kind="ode"). Options: hidden, neural, regularization, window, step (docs/dynamics.md)."""
 

@@ -21,7 +21,6 @@ import torch
 import torchsde
 from torch import nn
 
-from .base import _register
 from .ode import ODEDynamics, _Fields
 
 __all__ = ["SDEDynamics"]
@@ -45,7 +44,6 @@ class _RescaledSDE(nn.Module):
         return self.noise.expand_as(y)
 
 
-@_register
 class SDEDynamics(ODEDynamics):
     """Neural SDE (kind="sde"). Options as kind="ode" (docs/dynamics.md)."""
 

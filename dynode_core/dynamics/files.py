@@ -1,0 +1,58 @@
+"""The dynamics file format: one `.safetensors` file per fitted model.
+
+Tensors: `key_times` [T] float64, `key_codes` [T, L, D], `state.<name>` for every other entry of the model's
+state dict. Metadata: `format` = FORMAT, `kind`, `config` (JSON, every option as resolved at fit time) and
+`metadata` (JSON strings about the codes' origin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .._files import atomic_write
+
+FORMAT = "dynode-dynamics/1"
+
+# options added after the format was first written: their value for files written before they existed
+OLD_FILE_OPTIONS = {"pace": False}
+
+
+def save_dynamics(model, path: str | os.PathLike) -> Path:
+    """Write `model` (a `Dynamics`) to `path` atomically (temp file + rename). -> the path"""
+    path = Path(path)
+    tensors = {"key_times": model.key_times, "key_codes": model.key_codes}
+    tensors.update({f"state.{k}": v for k, v in model.state_dict().items() if k != "key_codes"})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {"format": FORMAT, "kind": model.kind, "config": json.dumps(model.config),
+            "metadata": json.dumps({str(k): str(v) for k, v in model.metadata.items()})}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return path
+
+
+def read_dynamics(path: str | os.PathLike, kinds) -> tuple[str, dict, dict[str, torch.Tensor], dict]:
+    """Read and check a dynamics file -> (kind, config, tensors, metadata); `kinds`: the known kind names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no dynamics file at {str(path)!r}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"cannot read {str(path)!r} as a .safetensors dynamics file: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a DynODE dynamics file (format {meta.get('format')!r}, "
+                         f"expected {FORMAT!r})")
+    kind = meta.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"{str(path)!r} holds dynamics of unknown kind {kind!r}")
+    config = json.loads(meta["config"])
+    for k, v in OLD_FILE_OPTIONS.items():
+        config.setdefault(k, v)
+    return kind, config, tensors, json.loads(meta.get("metadata", "{}"))
