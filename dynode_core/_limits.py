@@ -27,7 +27,7 @@ LIMITS: dict[str, tuple[int, str]] = {
     "FPS": (1000, "frames per second"),
     "FRAME_PIXELS": (4096 * 4096, "pixels of one frame read from a file"),
     "CLIP_ELEMENTS": (2**29, "values of a whole clip in memory (frames x 3 x height x width)"),
-    "FILE_BYTES": (2**32, "bytes of one member of a .npz / zip archive once decompressed"),
+    "FILE_BYTES": (2**30, "bytes of a .npz / zip archive's contents once decompressed"),
     "STEPS": (1_000_000, "optimisation steps"),
     "BATCH": (4096, "batch size"),
 }
@@ -105,3 +105,22 @@ def check_generator_config(resolution, z_dim, w_dim, n_mlp, channels: dict | Non
         if not isinstance(c, int) or isinstance(c, bool) or c < 1:
             raise ValueError(f"{what}: channels[{k!r}] must be a positive integer, got {c!r}")
         check("CHANNELS", c, f"{what} channels at {k}")
+
+
+def check_dynamics_config(config: dict, what: str = "dynamics") -> None:
+    """Bounds of a dynamics model's options (from `fit_dynamics(**options)` or a dynamics file), checked
+    before the model is built: widths and rank <= HIDDEN, iterations <= STEPS, 1 / step <= STEPS."""
+    for k, v in config.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError(f"{what}: option {k} is NaN")
+        if k in ("iterations", "iters"):
+            check("STEPS", v, f"{what} {k}")
+        elif k == "step":
+            if v > 0:
+                check("STEPS", 1.0 / v, f"{what} 1 / step (solver steps per unit time)")
+        elif k in ("hidden", "state", "rank", "width", "channels") or "hidden" in k:
+            check("HIDDEN", v, f"{what} {k}")
+        elif k in ("depth", "layers"):
+            check("DEPTH", v, f"{what} {k}")

@@ -35,6 +35,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ._files import atomic_write as _atomic_write
+from ._limits import LimitError, check_generator_config, check_tensor_layout
+from ._torchzip import scan_torch_zip
 from .stylegan2 import Generator
 
 FORMAT_NAME = "dynode-stylegan2"
@@ -122,9 +124,15 @@ def _sniff(path: Path) -> str:
 def _load_any(path: Path) -> tuple[Generator, dict]:
     """(generator, info) with info["source_format"], info["w_avg"]; warns about what it had to guess."""
     kind = _sniff(path)
-    if kind == "safetensors":
-        return _load_safetensors(path), {"source_format": FORMAT_NAME}
-    G, info = _load_rosinality(path) if kind == "torch" else _load_nvidia(path)
+    try:
+        if kind == "safetensors":
+            return _load_safetensors(path), {"source_format": FORMAT_NAME}
+        G, info = _load_rosinality(path) if kind == "torch" else _load_nvidia(path)
+    except (CheckpointError, LimitError):
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError, RecursionError) as e:
+        # the file's contents drove one of the readers off its expected layout
+        raise _fail(path, f"a malformed checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     if info["w_avg"] == "estimated":
         warnings.warn(f"{str(path)!r} has no stored truncation centre (latent_avg / w_avg): estimated w_avg as the "
                       f"mean of the mapping network over {_W_AVG_SAMPLES} random z (seed 0)", stacklevel=3)
@@ -175,7 +183,16 @@ def _load_safetensors(path: Path) -> Generator:
         raise _fail(path, f"DynODE format_version {meta.get('format_version')!r}, but this version reads "
                           f"{FORMAT_VERSION!r}")
     try:
-        G = Generator(**json.loads(meta["config"]))
+        config = json.loads(meta["config"])
+        if not isinstance(config, dict):
+            raise TypeError("config is not a JSON object")
+        ch = config.get("channels") or {}
+        check_generator_config(config.get("resolution"), config.get("z_dim", 512), config.get("w_dim", 512),
+                               config.get("n_mlp", 8), {str(k): v for k, v in ch.items()} if isinstance(ch, dict) else
+                               {"?": ch}, what=f"{path.name} config")
+        G = Generator(**config)
+    except LimitError:
+        raise
     except Exception as e:
         raise _fail(path, f"a DynODE safetensors file with an unusable config ({e})") from None
     _load_state(G, tensors, path)
@@ -238,12 +255,15 @@ def _build(state: dict[str, torch.Tensor], w_avg: torch.Tensor | None, path, lr_
     if n_convs % 2:
         raise _fail(path, f"a generator with an odd number of convolution layers ({n_convs})")
     log = n_convs // 2 + 2
+    if log > 16:
+        raise _fail(path, f"a generator with {n_convs} convolution layers (resolution 2**{log})")
     if need("to_rgb1.conv.weight").shape[1] != 3:
         raise _fail(path, f"a generator whose ToRGB layer has {state['to_rgb1.conv.weight'].shape[1]} outputs "
                           "(SWAGAN / non-RGB models are not supported)")
     channels = {4: int(need("input.input").shape[1])}
     for i in range(3, log + 1):
         channels[2**i] = int(need(f"convs.{2 * (i - 3)}.conv.weight").shape[1])
+    check_generator_config(2**log, int(z_dim), int(w_dim), n_mlp, channels, what=str(Path(str(path)).name))
     G = Generator(2**log, z_dim=int(z_dim), w_dim=int(w_dim), n_mlp=n_mlp, channels=channels, lr_mlp=lr_mlp,
                   conv_clamp=conv_clamp, blur_kernel=blur_kernel)
     estimated = w_avg is None
@@ -282,6 +302,11 @@ def _torch_load_allowlist() -> list:
 
 
 def _load_rosinality(path: Path) -> tuple[Generator, dict]:
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if is_zip:  # check every tensor's layout before torch builds any
+        if scan_torch_zip(path, fail=lambda what: _fail(path, what)):
+            raise _fail(path, "a TorchScript archive (loading it would run code stored in the file); refused")
     try:
         with torch.serialization.safe_globals(_torch_load_allowlist()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -374,6 +399,16 @@ _STORAGES = ("FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", 
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
+def _checked_rebuild_tensor(storage, storage_offset, size, stride, *args):
+    """torch._utils._rebuild_tensor_v2 after checking the view fits its storage (torch would grow the storage
+    with uninitialised memory, or a zero stride would fake a huge tensor)."""
+    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
+        raise pickle.UnpicklingError("a tensor whose storage is not a tensor storage")
+    numel = storage.size() if isinstance(storage, torch.TypedStorage) else storage.nbytes()
+    check_tensor_layout(size, stride, storage_offset, numel, "a tensor")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     ma = _np_multiarray()
     allowed: dict[tuple[str, str], Any] = {
@@ -381,7 +416,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("dnnlib.util", "EasyDict"): _EasyDict,
         ("dnnlib", "EasyDict"): _EasyDict,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v2"): _checked_rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
         ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
         ("torch", "device"): torch.device,
@@ -451,7 +486,7 @@ def _load_nvidia(path: Path) -> tuple[Generator, dict]:
     try:
         with open(path, "rb") as f:
             data = _RestrictedUnpickler(f, path).load()
-    except CheckpointError:
+    except (CheckpointError, LimitError):
         raise
     except EOFError:
         raise _fail(path, "a truncated pickle (the data ends early)") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -12,12 +13,15 @@ from pathlib import Path
 
 import torch
 
+from . import _guard as g
+from ._limits import check as _check_limit
+
 __all__ = ["main"]
 
 _IDENTITY = ("w_dim", "num_ws", "resolution", "generator")
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     """A user mistake reported as one line, without a traceback."""
 
 
@@ -70,8 +74,10 @@ def _parse_options(pairs: list[str]) -> dict:
         k, v = pair.split("=", 1)
         try:
             out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             out[k.strip()] = v
+        if isinstance(out[k.strip()], float) and not math.isfinite(out[k.strip()]):
+            raise CLIError(f"--option {pair!r}: the value must be a finite number")
     return out
 
 
@@ -82,19 +88,30 @@ def _parse_layers(text: str | None) -> range | list[int] | None:
     try:
         if ":" in text:
             a, b = text.split(":", 1)
-            return range(int(a or 0), int(b))
-        return [int(x) for x in text.split(",")]
+            layers = range(int(a or 0), int(b))
+            if len(layers) == 0 or layers.start < 0:
+                raise ValueError
+        else:
+            layers = [int(x) for x in text.split(",")]
+        _check_limit("NUM_WS", len(layers), "the number of --layers")
+        return layers
     except ValueError:
-        raise CLIError(f"--layers expects start:stop or a comma list of layer indices, got {text!r}") from None
+        raise CLIError(f"--layers expects start:stop with 0 <= start < stop, or a comma list of layer indices, "
+                       f"got {text!r}") from None
 
 
 def _parse_times(text: str | None) -> list[float] | None:
     if not text:
         return None
+    items = [x for x in text.replace(" ", "").split(",") if x]
+    _check_limit("FRAMES", len(items), "the number of --times")
     try:
-        return [float(x) for x in text.replace(" ", "").split(",") if x]
+        times = [float(x) for x in items]
     except ValueError:
-        raise CLIError(f"--times expects comma-separated numbers, got {text!r}") from None
+        raise CLIError(f"--times expects comma-separated numbers, got {text[:80]!r}") from None
+    if not all(math.isfinite(t) for t in times):
+        raise CLIError("--times must be finite numbers (no nan / inf)")
+    return times
 
 
 def _identity(meta: dict) -> dict:
@@ -142,8 +159,6 @@ def cmd_invert(args) -> None:
     from .inversion import invert
     from .video import read_video
 
-    if args.every < 1:
-        raise CLIError(f"--every must be >= 1, got {args.every}")
     device = resolve_device(args.device)
     frames, fps = read_video(_need_file(args.input, "input clip"), max_frames=args.max_frames)
     fps = args.fps or fps
@@ -170,6 +185,7 @@ def cmd_fit(args) -> None:
 
     f = load_codes(_need_file(args.codes, "codes file"))
     options = _parse_options(args.option)
+    _check_fit_options(args.kind, options)
     if args.seed is not None:
         options.setdefault("seed", args.seed)
     log = _log(args)
@@ -183,6 +199,36 @@ def cmd_fit(args) -> None:
     log(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
 
 
+def _check_fit_options(kind: str, options: dict) -> None:
+    """Names and value types of --option against fit_dynamics' defaults (before the fit starts)."""
+    from . import dynamics_options
+    from ._limits import check_dynamics_config
+
+    defaults = dynamics_options(kind)
+    aliases = {"iters": "iterations"}
+    for k, v in options.items():
+        name = aliases.get(k, k)
+        if name not in defaults:
+            raise CLIError(f"--option {k}: unknown option for --kind {kind}; valid: {', '.join(sorted(defaults))}")
+        d = defaults[name]
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if isinstance(d, bool) and not isinstance(v, bool):
+            raise CLIError(f"--option {k}={v!r}: expected true or false")
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and not number:
+            raise CLIError(f"--option {k}={v!r}: expected a number")
+        if not isinstance(d, (bool, int, float, str)) and d is not None and not isinstance(v, type(d)):
+            raise CLIError(f"--option {k}={v!r}: expected a value like {d!r}")
+    check_dynamics_config(options, "--option")
+
+
+def _check_identity(a: dict, b: dict, a_name: str, b_name: str, force: bool) -> None:
+    """Generator stamps of two files must agree where both have them (unless --force)."""
+    diff = [k for k in _IDENTITY if k in a and k in b and str(a[k]) != str(b[k])]
+    if diff and not force:
+        raise CLIError(f"{a_name} and {b_name} belong to different generators ({diff[0]} {a[diff[0]]} vs "
+                       f"{b[diff[0]]}); pass --force to combine them anyway")
+
+
 def _load_dyn(path: str):
     from . import load_dynamics
 
@@ -194,11 +240,16 @@ def cmd_sample(args) -> None:
 
     dyn = _load_dyn(args.dynamics)
     src = load_codes(_need_file(args.codes, "codes file")) if args.codes else None
-    meta = src.metadata if src is not None else dyn.metadata
+    meta = dyn.metadata
+    if src is not None:
+        _check_identity(src.metadata, dyn.metadata, f"--codes {args.codes}", f"dynamics {args.dynamics}", args.force)
+        meta = {**src.metadata, **dyn.metadata} if not args.force else src.metadata
     z0 = None
     if args.z0:
         zf = load_codes(_need_file(args.z0, "z0 codes file"))
-        z0, meta = zf.codes[:1], zf.metadata
+        _check_identity(zf.metadata, dyn.metadata, f"--z0 {args.z0}", f"dynamics {args.dynamics}", args.force)
+        z0 = zf.codes[:1]
+        meta = {**zf.metadata, **dyn.metadata} if not args.force else zf.metadata
     times = _grid(args, src.times if src is not None else dyn.times)
     codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=False if args.no_keyframes else None)
     save_codes(args.out, codes, times, metadata=_identity(meta))
@@ -220,6 +271,7 @@ def cmd_edit(args) -> None:
             raise CLIError("--mode initial carries the edit through the clip with the fitted dynamics: "
                            "give --dynamics DYN.safetensors (or use --mode all)")
         dyn = _load_dyn(args.dynamics)
+        _check_identity(f.metadata, dyn.metadata, f"codes {args.codes}", f"--dynamics {args.dynamics}", args.force)
         z0 = edit_initial(f.codes, d, args.strength, layers=layers)
         times = _grid(args, f.times)
         codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=args.keyframes)
@@ -266,7 +318,7 @@ def _log(args):
 # --- parser -------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dynode", description=__doc__)
+    p = g.Parser(prog="dynode", description=__doc__)
     p.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -276,43 +328,44 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
 
     def grid(sp):
-        sp.add_argument("--factor", type=int, default=1, help="×k frames between consecutive keyframes")
-        sp.add_argument("--extrapolate", type=float, default=0.0, help="seconds to continue past the last keyframe")
+        sp.add_argument("--factor", type=g.frame_count, default=1, help="×k frames between consecutive keyframes")
+        sp.add_argument("--extrapolate", type=g.nonneg_float, default=0.0,
+                        help="seconds to continue past the last keyframe")
         sp.add_argument("--times", help="explicit comma-separated times (added to the grid)")
 
     sp = sub.add_parser("demo", help="the whole pipeline on the built-in generator (no downloads)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--quick", action="store_true", help="tiny settings that finish in seconds (smoke test)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=g.nonneg_int, default=0)
     common(sp)
-    sp.set_defaults(func=cmd_demo)
+    sp.set_defaults(func=cmd_demo, out_folder_ok=True)
 
     sp = sub.add_parser("invert", help="video/GIF/image folder -> codes .safetensors")
     sp.add_argument("generator", help="checkpoint (.safetensors / rosinality .pt / NVIDIA .pkl) or 'builtin'")
     sp.add_argument("input", help="image folder, GIF, WebP or video file (video needs PyAV)")
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
     sp.add_argument("--space", choices=("w", "w+"), default="w+")
-    sp.add_argument("--steps", type=int, default=300, help="steps of the anchor frame")
-    sp.add_argument("--warm-steps", type=int, default=None, help="steps of each warm-started pass")
-    sp.add_argument("--smoothness", type=float, default=0.0, help="weight of the temporal smoothness term")
+    sp.add_argument("--steps", type=g.step_count, default=300, help="steps of the anchor frame")
+    sp.add_argument("--warm-steps", type=g.step_count, default=None, help="steps of each warm-started pass")
+    sp.add_argument("--smoothness", type=g.nonneg_float, default=0.0, help="weight of the temporal smoothness term")
     sp.add_argument("--perceptual", help="local VGG16 weights (.safetensors, see `dynode convert-perceptual`) for a "
                     "perceptual loss (never downloaded)")
-    sp.add_argument("--fps", type=float, help="frame rate of the input (read from the file when it has one)")
-    sp.add_argument("--every", type=int, default=1, help="keep every k-th frame (sparse keyframes)")
-    sp.add_argument("--max-frames", type=int, help="read at most this many frames")
-    sp.add_argument("--batch-size", type=int, default=16)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--fps", type=g.fps, help="frame rate of the input (read from the file when it has one)")
+    sp.add_argument("--every", type=g.frame_count, default=1, help="keep every k-th frame (sparse keyframes)")
+    sp.add_argument("--max-frames", type=g.frame_count, help="read at most this many frames")
+    sp.add_argument("--batch-size", type=g.batch_size, default=16)
+    sp.add_argument("--seed", type=g.nonneg_int, default=0)
     common(sp)
-    sp.set_defaults(func=cmd_invert)
+    sp.set_defaults(func=cmd_invert, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("fit", help="codes -> fitted dynamics .safetensors")
     sp.add_argument("codes", help="codes file from `dynode invert`")
     sp.add_argument("--out", required=True, help="dynamics file to write (.safetensors)")
     sp.add_argument("--kind", choices=("ode", "cde", "sde"), default="ode")
     sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="extra fit_dynamics option (repeatable)")
-    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--seed", type=g.nonneg_int, default=None)
     common(sp)
-    sp.set_defaults(func=cmd_fit)
+    sp.set_defaults(func=cmd_fit, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("sample", help="fitted dynamics -> codes on a time grid")
     sp.add_argument("dynamics", help="dynamics file from `dynode fit`")
@@ -320,19 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--codes", help="the fitted clip's codes file: its times make the grid (default: the times "
                     "the dynamics were fitted at)")
     sp.add_argument("--z0", help="start from the first code of this codes file instead (e.g. another face)")
-    sp.add_argument("--seed", type=int, default=None, help="SDE sample seed")
+    sp.add_argument("--seed", type=g.nonneg_int, default=None, help="SDE sample seed")
+    sp.add_argument("--force", action="store_true",
+                    help="use --codes / --z0 even if their generator stamp differs from the dynamics file's")
     sp.add_argument("--no-keyframes", action="store_true",
                     help="pure initial-value model: run the dynamics from the first code (or --z0) without "
                          "pinning the path to the observed codes")
     grid(sp)
     common(sp, device=False)
-    sp.set_defaults(func=cmd_sample)
+    sp.set_defaults(func=cmd_sample, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("edit", help="move codes along a direction (first frame + dynamics, or every frame)")
     sp.add_argument("codes", help="codes file")
     sp.add_argument("--direction", required=True, help="direction file (.safetensors/.npy/.npz/.pt) or a built-in name")
-    sp.add_argument("--strength", type=float, required=True)
-    sp.add_argument("--index", type=int, help="component index in files holding several directions (GANSpace)")
+    sp.add_argument("--strength", type=g.finite_float, required=True)
+    sp.add_argument("--index", type=g.nonneg_int, help="component index in files holding several directions (GANSpace)")
     sp.add_argument("--normalize", action="store_true", help="scale the direction to unit norm first")
     sp.add_argument("--layers", help="W+ layers to edit: start:stop or a comma list (default all)")
     sp.add_argument("--mode", choices=("initial", "all"), default="initial",
@@ -343,49 +398,62 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--mode initial: pin the path to the observed codes moved by the edit, instead of "
                          "running the learned dynamics alone from the edited first code (the paper's recipe)")
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
-    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--seed", type=g.nonneg_int, default=None)
+    sp.add_argument("--force", action="store_true",
+                    help="use --dynamics even if its generator stamp differs from the codes file's")
     grid(sp)
     common(sp, device=False)
-    sp.set_defaults(func=cmd_edit)
+    sp.set_defaults(func=cmd_edit, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("decode", help="codes -> video (GIF, WebP, MP4 with PyAV, or a PNG folder)")
     sp.add_argument("generator", help="checkpoint or 'builtin'")
     sp.add_argument("codes", help="codes file")
     sp.add_argument("--out", required=True, help=".gif, .webp, .mp4 or a folder for PNG frames")
-    sp.add_argument("--fps", type=float, help="default: from the codes' times")
-    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--fps", type=g.fps, help="default: from the codes' times")
+    sp.add_argument("--batch-size", type=g.batch_size, default=8)
     sp.add_argument("--force", action="store_true", help="decode codes made with another generator anyway")
     common(sp)
-    sp.set_defaults(func=cmd_decode)
+    sp.set_defaults(func=cmd_decode, out_folder_ok=True, out_suffixes=_video_suffixes())
 
     sp = sub.add_parser("convert", help="rosinality .pt / NVIDIA .pkl -> DynODE .safetensors")
     sp.add_argument("src")
     sp.add_argument("dst")
     common(sp, device=False)
-    sp.set_defaults(func=cmd_convert)
+    sp.set_defaults(func=cmd_convert, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("convert-perceptual", help="VGG16 weights (e.g. NVIDIA's TorchScript vgg16.pt) -> "
                         ".safetensors for --perceptual, reading tensors only (nothing in the file is run)")
     sp.add_argument("src")
     sp.add_argument("dst")
-    sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     common(sp, device=False)
-    sp.set_defaults(func=cmd_convert_perceptual)
+    sp.set_defaults(func=cmd_convert_perceptual, out_suffixes=(".safetensors",))
+    g.add_overwrite_flags(sub)
     return p
 
 
+def _video_suffixes() -> tuple[str, ...]:
+    from .video import WRITE_SUFFIXES
+
+    return WRITE_SUFFIXES
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done, 2 a problem with the input or the command line (one line on
+    stderr, no traceback; --traceback shows it), 130 interrupted (Ctrl-C or SIGTERM), 1 a bug (traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    g.install_signal_handlers()
     try:
+        g.check_outputs(args)  # before any long work
         args.func(args)
     except KeyboardInterrupt:
         print("dynode: interrupted; files being written were left untouched", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, FileNotFoundError, KeyError, IndexError, ImportError) as e:
-        if args.traceback:
+    except Exception as e:
+        msg = g.user_error(e)
+        if msg is None or args.traceback:
             raise
-        print(f"dynode {args.command}: error: {e}", file=sys.stderr)
+        print(f"dynode {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0
 

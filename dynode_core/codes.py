@@ -82,6 +82,8 @@ def save_codes(path: str | os.PathLike, codes: torch.Tensor, times: torch.Tensor
     t = torch.arange(codes.shape[0], dtype=torch.float32) if times is None else torch.as_tensor(times).flatten().float()
     if t.numel() != codes.shape[0]:
         raise ValueError(f"times has {t.numel()} entries but codes has {codes.shape[0]} frames")
+    if not (torch.isfinite(codes).all() and torch.isfinite(t).all()):
+        raise ValueError("codes or times contain NaN or infinite values; nothing was written")
     meta = {"format": FORMAT, "space": "w" if codes.shape[1] == 1 else "w+"}
     if G is not None:
         meta.update(w_dim=str(G.w_dim), num_ws=str(G.num_ws), resolution=str(G.resolution),
@@ -121,9 +123,11 @@ def load_codes(path: str | os.PathLike, G: torch.nn.Module | None = None, strict
     times = tensors.get("times", torch.arange(codes.shape[0])).float().flatten()
     if times.numel() != codes.shape[0]:
         raise ValueError(f"{path}: times has {times.numel()} entries but codes has {codes.shape[0]} frames")
+    if codes.shape[0] == 0 or not (torch.isfinite(codes).all() and torch.isfinite(times).all()):
+        raise ValueError(f"{path}: codes or times are empty or contain NaN / infinite values")
     if G is not None:
         fp = meta.get("generator")
-        if "num_ws" in meta and int(meta["num_ws"]) != G.num_ws or "w_dim" in meta and int(meta["w_dim"]) != G.w_dim:
+        if "num_ws" in meta and meta["num_ws"] != str(G.num_ws) or "w_dim" in meta and meta["w_dim"] != str(G.w_dim):
             raise ValueError(f"{path} was made with a generator of num_ws={meta.get('num_ws')}, "
                              f"w_dim={meta.get('w_dim')}, but this generator has num_ws={G.num_ws}, w_dim={G.w_dim}")
         check_codes(codes, G, what=f"codes in {path}")

@@ -8,12 +8,30 @@ Directions are [D] (one W direction, applied to every layer or to `layers`) or [
 from __future__ import annotations
 
 import os
+import pickle
+import struct
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
+
+from ._limits import check
+from ._torchzip import scan_torch_zip
+
+try:
+    from .errors import MissingEntry as _MissingEntry, OutOfRange as _OutOfRange
+except ImportError:  # until errors.py lands
+    class _OutOfRange(IndexError, ValueError):
+        """An index outside what the data holds."""
+
+    class _MissingEntry(KeyError, ValueError):
+        """A named entry a file does not hold."""
+
+        def __str__(self) -> str:
+            return str(self.args[0]) if self.args else ""
 
 __all__ = ["load_direction", "builtin_directions", "edit_initial", "edit_all", "flicker", "temporal_consistency"]
 
@@ -40,36 +58,20 @@ def load_direction(path: str | os.PathLike, index: int | None = None, key: str |
     `index` picks one. Without `index` a 2-D result is read as per-layer [L, D].
     `normalize=True` scales the direction to unit norm.
     """
-    p = Path(path)
-    if not p.exists():
-        named = builtin_directions()
-        if str(path) in named:
-            p = named[str(path)]
-        else:
-            hint = f" Built-in directions: {', '.join(named)}." if named else ""
-            raise FileNotFoundError(f"direction file not found: {path}.{hint}")
-    suffix = p.suffix.lower()
-    if suffix == ".safetensors":
-        try:
-            with safe_open(str(p), framework="pt") as f:
-                data = {k: f.get_tensor(k) for k in f.keys()}
-        except SafetensorError as e:
-            raise ValueError(f"{p} is not a readable .safetensors file: {e}") from e
-    elif suffix == ".npy":
-        data = np.load(p, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    elif suffix in (".pt", ".pth"):
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    else:
-        raise ValueError(f"unsupported direction file {p.name!r}: use .safetensors, .npy, .npz, .pt or .pth")
+    p = _resolve_direction(path)
+    try:
+        data = _read_direction(p)
+    except (ValueError, OSError):
+        raise
+    except (SafetensorError, zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, TypeError,
+            KeyError, struct.error) as e:
+        raise ValueError(f"{p} is not a readable direction file ({type(e).__name__}: {str(e)[:200]})") from None
 
     if isinstance(data, dict):
         arrays = {k: v for k, v in data.items() if isinstance(v, (torch.Tensor, np.ndarray))}
         if key is not None:
             if key not in arrays:
-                raise KeyError(f"{p} has no entry {key!r}; it has {sorted(arrays)}")
+                raise _MissingEntry(f"{p} has no entry {key!r}; it has {sorted(arrays)}")
             data = arrays[key]
         elif len(arrays) == 1:
             data = next(iter(arrays.values()))
@@ -88,7 +90,7 @@ def load_direction(path: str | os.PathLike, index: int | None = None, key: str |
         if d.ndim < 2:
             raise ValueError(f"{p} holds a single direction of shape {list(d.shape)}; index= is for component files")
         if not -d.shape[0] <= index < d.shape[0]:
-            raise IndexError(f"{p} has {d.shape[0]} components; index {index} is out of range")
+            raise _OutOfRange(f"{p} has {d.shape[0]} components; index {index} is out of range")
         d = d[index]
     while d.ndim > 1 and d.shape[0] == 1:  # [1, D] InterFaceGAN boundary, [1, 1, D] GANSpace component
         d = d[0]
@@ -100,6 +102,44 @@ def load_direction(path: str | os.PathLike, index: int | None = None, key: str |
     if normalize:
         d = d / d.norm().clamp_min(1e-12)
     return d
+
+
+def _resolve_direction(path: str | os.PathLike) -> Path:
+    """A built-in name (no folder, no suffix) always means the built-in direction, whatever the working
+    directory holds (write ./smile for a local file of that name); anything else must be a file."""
+    named = builtin_directions()
+    text = str(path)
+    if isinstance(path, str) and text in named and "/" not in text and os.sep not in text:
+        return named[text]
+    p = Path(path)
+    if not p.exists():
+        hint = f" Built-in directions: {', '.join(named)}." if named else ""
+        raise FileNotFoundError(2, f"direction file not found.{hint}", str(path))
+    if not p.is_file():
+        raise IsADirectoryError(21, "a direction must be a file, not a folder", str(path))
+    return p
+
+
+def _read_direction(p: Path):
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        with safe_open(str(p), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    if suffix == ".npy":
+        return np.array(np.load(p, allow_pickle=False, mmap_mode="r"))  # the header's shape must fit the file
+    if suffix == ".npz":
+        with zipfile.ZipFile(p) as z:  # no zip bombs: sizes from the archive's directory, before decompressing
+            total = sum(i.file_size for i in z.infolist())
+            check("FILE_BYTES", total, f"the decompressed size of {p.name}")
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if suffix in (".pt", ".pth"):
+        with open(p, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if is_zip and scan_torch_zip(p):
+            raise ValueError(f"{p} is a TorchScript archive; directions are read as tensors only")
+        return torch.load(p, map_location="cpu", weights_only=True)
+    raise ValueError(f"unsupported direction file {p.name!r}: use .safetensors, .npy, .npz, .pt or .pth")
 
 
 def _offset(codes: torch.Tensor, direction: torch.Tensor, strength: float,
@@ -126,7 +166,7 @@ def _offset(codes: torch.Tensor, direction: torch.Tensor, strength: float,
     idx = range(n_layers)[layers] if isinstance(layers, slice) else list(layers)
     for i in idx:
         if not -n_layers <= i < n_layers:
-            raise IndexError(f"layer {i} is out of range for codes with {n_layers} layers")
+            raise _OutOfRange(f"layer {i} is out of range for codes with {n_layers} layers")
         mask[i] = 1
     return offset * mask
 

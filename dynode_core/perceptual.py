@@ -16,11 +16,8 @@ to an inert stand-in (their code in `code/` is never read, compiled or run) and 
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -29,10 +26,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ._files import atomic_write
-from ._limits import check, check_tensor_layout
+from ._torchzip import ScriptObject, flatten, read_torch_zip
 from .checkpoints import CheckpointError
 
-__all__ = ["PerceptualLoss", "load_perceptual_weights", "convert_perceptual", "read_torch_zip"]
+__all__ = ["PerceptualLoss", "load_perceptual_weights", "convert_perceptual"]
 
 FORMAT = "dynode-perceptual/1"
 _VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
@@ -46,136 +43,6 @@ _HELP = ("pass a .safetensors file with torchvision VGG16 names (features.N.weig
 
 def _fail(path, what: str) -> CheckpointError:
     return CheckpointError(f"cannot use {str(path)!r} as perceptual weights: {what}. {_HELP}")
-
-
-# --- restricted reader of torch zip archives ----------------------------------------------------------------
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-}
-
-
-class _StorageType:
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-
-class ScriptObject:
-    """Inert stand-in for a TorchScript class instance: it keeps the pickled state and nothing else."""
-    qualname = "?"
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    if not isinstance(storage, torch.Tensor):
-        raise pickle.UnpicklingError("a tensor whose storage is not a storage record")
-    check_tensor_layout(size, stride, offset, storage.numel(), "a tensor")
-    return storage.as_strided(tuple(size), tuple(stride), offset).clone()
-
-
-def _rebuild_parameter(data, requires_grad=False, hooks=None, *args):
-    return data
-
-
-class _ZipUnpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, path):
-        super().__init__(file)
-        self._zip, self._prefix, self._path = archive, prefix, path
-        self.script_classes: list[str] = []
-
-    def find_class(self, module: str, name: str):
-        if module == "__torch__" or module.startswith("__torch__."):
-            self.script_classes.append(f"{module}.{name}")
-            return type(name, (ScriptObject,), {"qualname": f"{module}.{name}"})
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        allowed = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-                   ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-                   ("collections", "OrderedDict"): collections.OrderedDict,
-                   # TorchScript's typed containers: plain lists / values here
-                   **{("torch.jit._pickle", f"build_{k}list"): list for k in ("int", "double", "bool", "tensor")},
-                   ("torch.jit._pickle", "restore_type_tag"): lambda value, _type: value}
-        if (module, name) in allowed:
-            return allowed[(module, name)]
-        raise _fail(self._path, f"it references the Python global {module}.{name}, which is refused (only "
-                                "tensors and containers are read from weight files)")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[4], int)):
-            raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
-        dtype, key, numel = pid[1].dtype, str(pid[2]), pid[4]
-        check("TENSOR_ELEMENTS", numel, "the elements of a stored tensor")
-        try:
-            info = self._zip.getinfo(f"{self._prefix}data/{key}")
-        except KeyError:
-            raise _fail(self._path, f"the archive lacks the tensor data record {key!r}") from None
-        nbytes = numel * torch.empty((), dtype=dtype).element_size()
-        if info.file_size < nbytes:
-            raise _fail(self._path, f"tensor record {key!r} holds {info.file_size} bytes, {nbytes} expected")
-        data = bytearray(self._zip.read(info)[:nbytes])
-        return torch.frombuffer(data, dtype=dtype) if nbytes else torch.empty(0, dtype=dtype)
-
-
-def _is_torch_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-
-
-def read_torch_zip(path: str | os.PathLike) -> tuple[object, bool]:
-    """Read the object in a torch zip archive (torch.save or TorchScript) as tensors and containers only.
-
-    Returns (object, is_torchscript). TorchScript objects come back as inert `ScriptObject`s holding their
-    pickled state; no code from the archive is run. Raises CheckpointError for anything else.
-    """
-    path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise _fail(path, f"not a readable zip archive ({e})") from None
-    with archive:
-        names = archive.namelist()
-        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1] or \
-              [n for n in names if n == "data.pkl"]
-        if len(pkl) != 1:
-            raise _fail(path, "a zip file that is not a PyTorch archive (no data.pkl)")
-        prefix = pkl[0][: -len("data.pkl")]
-        is_script = any(n.startswith(prefix + "code/") for n in names) or f"{prefix}constants.pkl" in names
-        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() not in (b"little", b""):
-            raise _fail(path, "a big-endian archive")
-        info = archive.getinfo(pkl[0])
-        check("FILE_BYTES", info.file_size, f"the size of {pkl[0]} in {path.name}")
-        try:
-            with archive.open(info) as f:
-                obj = _ZipUnpickler(f, archive, prefix, path).load()
-        except CheckpointError:
-            raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                zipfile.BadZipFile, OSError, RuntimeError) as e:
-            raise _fail(path, f"a damaged archive ({type(e).__name__}: {str(e)[:160]})") from None
-    return obj, is_script
-
-
-def _flatten(obj, prefix: str = "", out: list | None = None, depth: int = 0) -> list[tuple[str, torch.Tensor]]:
-    """(dotted path, tensor) pairs in pickle order."""
-    out = [] if out is None else out
-    if depth > 64:
-        return out
-    if isinstance(obj, torch.Tensor):
-        out.append((prefix.rstrip("."), obj))
-    elif isinstance(obj, ScriptObject):
-        _flatten(getattr(obj, "state", None), prefix, out, depth + 1)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(v, f"{prefix}{k}.", out, depth + 1)
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _flatten(v, f"{prefix}{i}.", out, depth + 1)
-    return out
 
 
 # --- conversion -------------------------------------------------------------------------------------------
@@ -257,16 +124,18 @@ def _read_pairs(path: Path, allow_script: bool) -> tuple[list[tuple[str, torch.T
                 return [(k, f.get_tensor(k)) for k in f.keys()], "safetensors"
         except Exception as e:  # safetensors raises its own types for damaged headers
             raise _fail(path, f"a damaged safetensors file ({str(e)[:160]})") from None
-    if not _is_torch_zip(path):
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if not is_zip:
         raise _fail(path, "neither a safetensors file nor a PyTorch zip archive (legacy pickles are refused)")
-    obj, is_script = read_torch_zip(path)
+    obj, is_script = read_torch_zip(path, fail=lambda what: _fail(path, what))
     if is_script and not allow_script:
         raise _fail(path, "a TorchScript archive; loading TorchScript would run code stored in the file, so it is "
                           "refused. Convert its tensors once (nothing is run) with "
                           f"`dynode convert-perceptual {path} vgg16.safetensors`")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
-    return _flatten(obj), "torchscript" if is_script else "torch"
+    return flatten(obj), "torchscript" if is_script else "torch"
 
 
 def load_perceptual_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from ._limits import check
+
 __all__ = ["sample_times", "keyframe_mask"]
 
 
@@ -48,8 +50,11 @@ def sample_times(keyframe_times: Sequence[float] | torch.Tensor | None = None, *
     if keyframe_times is None and times is None:
         raise ValueError("give keyframe_times (for factor/extrapolate) or an explicit list with times=")
     parts = []
+    if times is not None:
+        check("FRAMES", torch.as_tensor(times).numel(), "the number of explicit times")
     if keyframe_times is not None:
         key = torch.unique(_as_times(keyframe_times, "keyframe_times"))  # sorted
+        check("FRAMES", factor * (key.numel() - 1) + 1, f"the grid size (factor {factor} x {key.numel() - 1} gaps)")
         if factor > 1 and key.numel() > 1:
             frac = torch.arange(factor, dtype=torch.float64) / factor  # [k]
             start, gap = key[:-1, None], (key[1:] - key[:-1])[:, None]
@@ -62,6 +67,7 @@ def sample_times(keyframe_times: Sequence[float] | torch.Tensor | None = None, *
                 step = float((key[-1] - key[0]) / (key.numel() - 1)) / factor
             if not (step > 0 and math.isfinite(step)):
                 raise ValueError(f"step must be a positive number, got {step!r}")
+            check("FRAMES", extrapolate / step, f"the extrapolated times ({extrapolate:g} s at a step of {step:g} s)")
             n = max(1, math.ceil(extrapolate / step - 1e-9))
             parts.append(key[-1] + torch.arange(1, n + 1, dtype=torch.float64) * (extrapolate / n))
     if times is not None:

@@ -8,6 +8,7 @@ interrupted write never leaves a half-written file under the name asked for.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -18,7 +19,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence
 
+from ._files import atomic_folder as _atomic_folder
 from ._files import atomic_write as _atomic_write
+from ._limits import check, limit
+
+try:
+    from .errors import VideoError
+except ImportError:  # until errors.py lands
+    class VideoError(ValueError):
+        """A video, GIF or image folder that cannot be read or written as asked."""
 
 __all__ = ["read_video", "write_video", "write_image", "frames_to_uint8", "frames_from_uint8", "to_rgb",
            "resize_frames"]
@@ -26,6 +35,7 @@ __all__ = ["read_video", "write_video", "write_image", "frames_to_uint8", "frame
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _PIL_ANIMATED = (".gif", ".webp")
 _PYAV_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+WRITE_SUFFIXES = _PIL_ANIMATED + _PYAV_SUFFIXES  # or a folder (no suffix) for PNG frames
 _FRAME_NAME = "frame_{:06d}.png"
 _FRAME_RE = re.compile(r"^frame_(\d{6})\.png$")
 
@@ -93,51 +103,141 @@ def _check_frames(frames: torch.Tensor) -> torch.Tensor:
 
 # --- reading -----------------------------------------------------------------------------------------------
 
+class _Frames:
+    """Collects decoded frames under the clip limits; 8-bit frames stay uint8 until the end."""
+
+    def __init__(self, path: Path, max_frames: int | None):
+        self.path, self.items = path, []
+        self.cap = max_frames if max_frames else limit("FRAMES")
+        self.explicit = bool(max_frames)
+        self.per_frame = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.cap
+
+    def check_size(self, w: int, h: int) -> None:
+        check("FRAME_PIXELS", w * h, f"the pixels of one frame of {self.path} ({w}x{h})")
+        if self.per_frame is None:
+            self.per_frame = 3 * w * h
+            check("CLIP_ELEMENTS", self.per_frame * min(self.cap, limit("FRAMES")),
+                  f"the values of {min(self.cap, limit('FRAMES'))} frames of {w}x{h} from {self.path} "
+                  "(read fewer with max_frames / --max-frames)")
+
+    def add(self, array: np.ndarray, repeat: int = 1) -> None:
+        for _ in range(repeat):
+            if self.full:
+                if not self.explicit:
+                    check("FRAMES", len(self.items) + 1, f"the frames of {self.path} (read fewer with --max-frames)")
+                return
+            self.items.append(array)
+
+    def tensor(self) -> torch.Tensor:
+        if not self.items:
+            raise VideoError(f"{self.path} has no frames")
+        _check_same_size(self.items, self.path)
+        if all(a.dtype == np.uint8 for a in self.items):
+            t = torch.from_numpy(np.stack(self.items)).permute(0, 3, 1, 2)
+            return t.float().div_(127.5).sub_(1)
+        t = torch.from_numpy(np.stack([_unit(a) for a in self.items])).permute(0, 3, 1, 2)
+        return t.mul_(2).sub_(1).contiguous()
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a
+
+
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[torch.Tensor, float | None]:
     """Read a clip. Returns (frames [T, 3, H, W] in [-1, 1], fps or None when the source has no frame rate).
 
     `path` may be a folder of images (read in natural name order), an animated GIF/WebP, a single image, or
-    a video file (.mp4, .mov, .mkv, .avi, .webm; needs PyAV: `pip install av`).
+    a video file (.mp4, .mov, .mkv, .avi, .webm; needs PyAV: `pip install av`). Decoding stops after
+    `max_frames` frames; 16-bit and floating-point images (PNG, TIFF) keep their range (16-bit / 65535,
+    float taken as [0, 1]). Sizes are bounded (docs/security.md): more than DYNODE_MAX_FRAMES frames without
+    max_frames, or frames beyond DYNODE_MAX_FRAME_PIXELS, raise LimitError. Unreadable files raise VideoError.
     """
     path = Path(path)
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
     if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
+        raise FileNotFoundError(2, "no such file or folder", str(path))
+    out = _Frames(path, max_frames)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                        and p.is_file()),
                        key=lambda p: [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.name)])
         if not files:
-            raise ValueError(f"folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        files = files[:max_frames] if max_frames else files
-        arrays = []
+            raise VideoError(f"folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
         for f in files:
-            with Image.open(f) as im:
-                arrays.append(np.asarray(_pil_rgb(im)))
-        _check_same_size(arrays, path)
-        return frames_from_uint8(np.stack(arrays)), None
+            if out.full:
+                out.add(None)  # raises when the folder holds more than the limit and no max_frames was given
+                break
+            with _open_image(f) as im:
+                out.check_size(*im.size)
+                out.add(_pixels(im, f))
+        return out.tensor(), None
     suffix = path.suffix.lower()
     if suffix in _PYAV_SUFFIXES:
-        return _read_pyav(path, max_frames)
-    try:
-        im = Image.open(path)
-    except Exception as e:  # PIL raises several types for unknown formats
-        raise ValueError(f"cannot read {path} as an image, GIF, WebP or video: {e}") from e
-    with im:
-        arrays, durations = [], []
-        for frame in ImageSequence.Iterator(im):
-            arrays.append(np.asarray(_pil_rgb(frame)))
-            durations.append(frame.info.get("duration") or im.info.get("duration") or 0)
+        return _read_pyav(path, out)
+    with _open_image(path) as im:
+        out.check_size(*im.size)
         comment = im.info.get("comment", b"")
-    _check_same_size(arrays, path)
+        m = re.search(rb"fps=([0-9.]+)", comment if isinstance(comment, bytes) else str(comment).encode())
+        try:
+            comment_fps = float(m.group(1)) if m else None
+        except ValueError:
+            comment_fps = None
+        if comment_fps is not None and not (0 < comment_fps <= limit("FPS")):
+            comment_fps = None  # not written by us; fall back to the frame durations
+        raw, durations = [], []
+        try:
+            for frame in ImageSequence.Iterator(im):
+                if len(raw) >= out.cap:  # each frame gives at least one output frame
+                    if not out.explicit:
+                        check("FRAMES", len(raw) + 1, f"the frames of {path} (read fewer with --max-frames)")
+                    break
+                out.check_size(*frame.size)
+                raw.append(_pixels(frame, path))
+                durations.append(frame.info.get("duration") or im.info.get("duration") or 0)
+        except (OSError, ValueError, EOFError, SyntaxError) as e:
+            if not raw:
+                raise VideoError(f"cannot decode {path}: {e}") from None
     fps = None
-    if len(arrays) > 1 and all(d > 0 for d in durations):
+    if len(raw) > 1 and all(d > 0 for d in durations):
         # GIF/WebP writers merge identical consecutive frames into one longer frame: expand them again, using
         # the frame rate `write_video` records in a GIF comment, else the shortest frame as one period.
-        m = re.search(rb"fps=([0-9.]+)", comment if isinstance(comment, bytes) else comment.encode())
-        period = 1000.0 / float(m.group(1)) if m else float(min(durations))
-        arrays = [a for a, d in zip(arrays, durations) for _ in range(max(1, round(d / period)))]
+        period = 1000.0 / comment_fps if comment_fps else float(min(durations))
+        for a, d in zip(raw, durations):
+            out.add(a, repeat=max(1, round(d / period)))
+            if out.full and out.explicit:
+                break
         fps = 1000.0 / period
-    arrays = arrays[:max_frames] if max_frames else arrays
-    return frames_from_uint8(np.stack(arrays)), fps
+    else:
+        for a in raw:
+            out.add(a)
+    return out.tensor(), fps
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:  # PIL raises several types
+        raise VideoError(f"cannot read {path} as an image, GIF, WebP or video: {e}") from None
+
+
+def _pixels(im: Image.Image, path: Path) -> np.ndarray:
+    """[H, W, 3] uint8 for 8-bit images; float32 in [0, 1] for 16-bit / 32-bit integer and float images."""
+    try:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            a = np.asarray(im).astype(np.float32)
+            if im.mode == "F":
+                a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)
+            else:
+                a = a / (65535.0 if im.mode.startswith("I;16") or a.max(initial=0) <= 65535 else 4294967295.0)
+            return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)
+        return np.asarray(_pil_rgb(im))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise VideoError(f"cannot decode {path}: {e}") from None
 
 
 def _pil_rgb(im: Image.Image) -> Image.Image:
@@ -163,19 +263,30 @@ def _require_av():
     return av
 
 
-def _read_pyav(path: Path, max_frames: int | None) -> tuple[torch.Tensor, float | None]:
+def _read_pyav(path: Path, out: "_Frames") -> tuple[torch.Tensor, float | None]:
     av = _require_av()
-    arrays = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate) if stream.average_rate else None
-        for frame in container.decode(stream):
-            arrays.append(frame.to_ndarray(format="rgb24"))
-            if max_frames and len(arrays) >= max_frames:
-                break
-    if not arrays:
-        raise ValueError(f"{path} has no video frames")
-    return frames_from_uint8(np.stack(arrays)), fps
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate) if stream.average_rate else None
+            if fps is not None and not (0 < fps <= limit("FPS")):
+                fps = None
+            out.check_size(stream.codec_context.width or 1, stream.codec_context.height or 1)
+            for frame in container.decode(stream):
+                if out.full:
+                    out.add(None)  # raises when the clip is longer than the limit and no max_frames was given
+                    break
+                out.check_size(frame.width, frame.height)
+                out.add(frame.to_ndarray(format="rgb24"))
+    except VideoError:
+        raise
+    except (av.error.FFmpegError if hasattr(av, "error") else OSError, OSError, ValueError) as e:
+        raise VideoError(f"cannot decode {path}: {e}") from None
+    if not out.items:
+        raise VideoError(f"{path} has no video frames")
+    return out.tensor(), fps
 
 
 # --- writing -----------------------------------------------------------------------------------------------
@@ -198,10 +309,12 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float = 12.0
 
     The suffix chooses the format: `.gif`, `.webp` (animated; `lossless=True` keeps pixels exact), `.mp4`/`.mov`/
     `.mkv`/`.webm` (needs PyAV), or no suffix / an existing folder: PNG frames `frame_000000.png`, ... in that
-    folder (stale `frame_*.png` files with higher numbers from an earlier, longer clip are removed).
+    folder. The folder is written as a whole (a temp folder renamed into place): an existing folder may only
+    hold DynODE frames, which are all replaced; a folder with other files is refused.
     """
-    if not (fps > 0):
-        raise ValueError(f"fps must be positive, got {fps!r}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    check("FPS", fps, "fps")
     path = Path(path)
     pixels = frames_to_uint8(frames).numpy()
     suffix = path.suffix.lower()
@@ -213,8 +326,10 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float = 12.0
     if suffix not in _PIL_ANIMATED:
         raise ValueError(f"unsupported video suffix {suffix!r} for {path}: use .gif, .webp, "
                          f"{', '.join(_PYAV_SUFFIXES)} (PyAV), or a folder for PNG frames")
-    images = [Image.fromarray(p) for p in pixels]
     duration = max(1, round(1000.0 / fps))
+    if suffix == ".gif" and duration > 65535:
+        raise ValueError(f"fps {fps:g} is too low for a GIF (longest frame 65.5 s): use fps >= 0.016")
+    images = [Image.fromarray(p) for p in pixels]
     if suffix == ".gif":
         kw = dict(format="GIF", loop=0, duration=duration, optimize=False, disposal=1, comment=f"dynode fps={fps:g}")
     else:
@@ -224,13 +339,10 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float = 12.0
 
 
 def _write_png_folder(folder: Path, pixels: np.ndarray) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(pixels):
-        write_image(folder / _FRAME_NAME.format(i), Image.fromarray(p))
-    for f in folder.iterdir():
-        m = _FRAME_RE.match(f.name)
-        if m and int(m.group(1)) >= len(pixels):
-            f.unlink()
+    def write(tmp: Path) -> None:
+        for i, p in enumerate(pixels):
+            Image.fromarray(p).save(tmp / _FRAME_NAME.format(i), format="PNG")
+    _atomic_folder(folder, write, _FRAME_RE)
     return folder
 
 

@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .._files import atomic_write
+from .._limits import check_dynamics_config
 
 FORMAT = "dynode-dynamics/1"
 
@@ -52,7 +53,14 @@ def read_dynamics(path: str | os.PathLike, kinds) -> tuple[str, dict, dict[str, 
     kind = meta.get("kind")
     if kind not in kinds:
         raise ValueError(f"{str(path)!r} holds dynamics of unknown kind {kind!r}")
-    config = json.loads(meta["config"])
+    try:  # checked before any module is built: a forged `hidden` must not allocate gigabytes
+        config = json.loads(meta["config"])
+        metadata = json.loads(meta.get("metadata", "{}"))
+        if not isinstance(config, dict) or not isinstance(metadata, dict):
+            raise TypeError("config / metadata are not JSON objects")
+    except (KeyError, TypeError, ValueError, RecursionError) as e:
+        raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file ({type(e).__name__}: {e})") from None
+    check_dynamics_config(config, f"dynamics file {path.name}")
     for k, v in OLD_FILE_OPTIONS.items():
         config.setdefault(k, v)
-    return kind, config, tensors, json.loads(meta.get("metadata", "{}"))
+    return kind, config, tensors, metadata

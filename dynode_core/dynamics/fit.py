@@ -43,11 +43,14 @@ def fit_dynamics(times, codes, kind: str = "ode", **options) -> Dynamics:
 def load_dynamics(path: str | os.PathLike, device: str | torch.device | None = None) -> Dynamics:
     """Read a model written by `Dynamics.save` (onto `device`, default the CPU)."""
     kind, config, tensors, metadata = read_dynamics(path, KINDS)
-    codes = tensors.pop("key_codes").to(device or "cpu")
-    with _model_context(codes.device):
-        model = KINDS[kind](tensors.pop("key_times"), codes, config)
-    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
-    state["key_codes"] = codes
-    model.load_state_dict(state, strict=True)
+    try:  # a damaged or forged file must not surface as KeyError / RuntimeError
+        codes = tensors.pop("key_codes").to(device or "cpu")
+        with _model_context(codes.device):
+            model = KINDS[kind](tensors.pop("key_times"), codes, config)
+        state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+        state["key_codes"] = codes
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file ({type(e).__name__}: {str(e)[:200]})") from None
     model.metadata = metadata
     return model.eval()

@@ -10,6 +10,8 @@ import math
 import numbers
 from typing import Any
 
+from .._limits import check_dynamics_config
+
 COMMON_OPTIONS: dict[str, Any] = {
     "iterations": 300,   # optimiser steps of the final fit
     "lr": 1e-2,          # Adam learning rate
@@ -53,6 +55,7 @@ def check_options(cls, options: dict) -> tuple[dict, dict]:
     if t != "auto" and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
         raise ValueError(f"option tension must be 'auto' or a number >= 0, got {t!r}")
     cls._check_kind_options(config)
+    check_dynamics_config(config, "fit_dynamics")
     return config, hooks
 
 
