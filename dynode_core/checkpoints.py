@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 from ._files import atomic_write as _atomic_write
 from ._limits import LimitError, check_generator_config, check_tensor_layout
 from ._torchzip import scan_torch_zip
+from .errors import CheckpointError
 from .stylegan2 import Generator
 
 FORMAT_NAME = "dynode-stylegan2"
@@ -50,10 +51,6 @@ _SUPPORTED = (
 )
 _W_AVG_SAMPLES = 10000
 _DEFAULT_BLUR = (1, 3, 3, 1)
-
-
-class CheckpointError(ValueError):
-    """A file that is not a generator checkpoint this module can read."""
 
 
 def _fail(path: str | os.PathLike, what: str) -> CheckpointError:

@@ -7,12 +7,9 @@ from typing import Callable
 import torch
 
 from .codes import check_codes
+from .errors import Cancelled  # noqa: F401  (imported from here before errors.py existed)
 
-__all__ = ["decode", "Cancelled"]
-
-
-class Cancelled(RuntimeError):
-    """Raised when a long operation's `cancel()` hook returns True."""
+__all__ = ["decode"]
 
 
 def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",

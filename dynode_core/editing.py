@@ -21,17 +21,7 @@ from safetensors import SafetensorError, safe_open
 from ._limits import check
 from ._torchzip import scan_torch_zip
 
-try:
-    from .errors import MissingEntry as _MissingEntry, OutOfRange as _OutOfRange
-except ImportError:  # until errors.py lands
-    class _OutOfRange(IndexError, ValueError):
-        """An index outside what the data holds."""
-
-    class _MissingEntry(KeyError, ValueError):
-        """A named entry a file does not hold."""
-
-        def __str__(self) -> str:
-            return str(self.args[0]) if self.args else ""
+from .errors import MissingEntry, OutOfRange
 
 __all__ = ["load_direction", "builtin_directions", "edit_initial", "edit_all", "flicker", "temporal_consistency"]
 
@@ -71,7 +61,7 @@ def load_direction(path: str | os.PathLike, index: int | None = None, key: str |
         arrays = {k: v for k, v in data.items() if isinstance(v, (torch.Tensor, np.ndarray))}
         if key is not None:
             if key not in arrays:
-                raise _MissingEntry(f"{p} has no entry {key!r}; it has {sorted(arrays)}")
+                raise MissingEntry(f"{p} has no entry {key!r}; it has {sorted(arrays)}")
             data = arrays[key]
         elif len(arrays) == 1:
             data = next(iter(arrays.values()))
@@ -90,7 +80,7 @@ def load_direction(path: str | os.PathLike, index: int | None = None, key: str |
         if d.ndim < 2:
             raise ValueError(f"{p} holds a single direction of shape {list(d.shape)}; index= is for component files")
         if not -d.shape[0] <= index < d.shape[0]:
-            raise _OutOfRange(f"{p} has {d.shape[0]} components; index {index} is out of range")
+            raise OutOfRange(f"{p} has {d.shape[0]} components; index {index} is out of range")
         d = d[index]
     while d.ndim > 1 and d.shape[0] == 1:  # [1, D] InterFaceGAN boundary, [1, 1, D] GANSpace component
         d = d[0]
@@ -166,7 +156,7 @@ def _offset(codes: torch.Tensor, direction: torch.Tensor, strength: float,
     idx = range(n_layers)[layers] if isinstance(layers, slice) else list(layers)
     for i in idx:
         if not -n_layers <= i < n_layers:
-            raise _OutOfRange(f"layer {i} is out of range for codes with {n_layers} layers")
+            raise OutOfRange(f"layer {i} is out of range for codes with {n_layers} layers")
         mask[i] = 1
     return offset * mask
 
