@@ -1,5 +1,5 @@
 """Clip inversion (warm-started bisection passes) against inverting every frame on its own from the average
-code with the same losses, on a 16-frame clip of the built-in generator's domain (`dc.render_clip`).
+code with the same losses, on a 16-frame clip of the built-in generator's domain (`dc.builtin.render_clip`).
 
 Both are measured in this run, in CPU seconds of this process (one thread), which other jobs on the
 machine do not inflate the way they inflate wall time. The warm-started inversion runs once and gives a mean reconstruction PSNR;
@@ -81,8 +81,8 @@ def main() -> None:
 
     G = dc.load_generator(args.generator)
     times = torch.arange(args.frames) / args.fps
-    frames = dc.render_clip(times, seed=args.seed, size=G.resolution)
-    print(f"{args.frames} frames of dc.render_clip at {args.fps:g} fps, {args.space.upper()}, "
+    frames = dc.builtin.render_clip(times, seed=args.seed, size=G.resolution)
+    print(f"{args.frames} frames of dc.builtin.render_clip at {args.fps:g} fps, {args.space.upper()}, "
           f"{args.threads} thread(s)")
 
     ours, t_ours = _run(lambda: dc.invert(G, frames, space=args.space, steps=args.steps, warm_steps=args.warm_steps,

@@ -43,5 +43,5 @@ class RenderClip:
     def render(self, frames, fps, seed, size, times=None):
         if times is None:
             times = torch.arange(frames, dtype=torch.float32) / fps
-        clip = dc.render_clip(times, seed=seed, size=size)
+        clip = dc.builtin.render_clip(times, seed=seed, size=size)
         return (_images.to_images(clip), times.detach().float().cpu())

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import dynode_core as dc
+from dynode_core.plotting import plot_trajectory
 
 from . import _runtime
 from .sockets import CODES, DYNAMICS, DYNAMICS_SPEC, IMAGE, TIMES, Codes, DynamicsSpec
@@ -162,7 +163,7 @@ class PlotTrajectory:
         names = [n.strip() for n in labels.split(",")]
         names = [names[i] if i < len(names) and names[i] else f"path {i + 1}" for i in range(3)]
         named = [(names[i], p) for i, p in enumerate((path_1, path_2, path_3)) if p is not None]
-        img = dc.plot_trajectory(observed.codes, [p.codes for _, p in named], [n for n, _ in named],
+        img = plot_trajectory(observed.codes, [p.codes for _, p in named], [n for n, _ in named],
                                  observed_times=observed.times, size=(width, height))
         array = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]  # [1, H, W, 3]
         return (array.to(_runtime.output_device()),)

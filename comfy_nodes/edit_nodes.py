@@ -23,7 +23,7 @@ class LoadDirection:
 
     @classmethod
     def INPUT_TYPES(cls):
-        names = [BUILTIN_PREFIX + n for n in dc.builtin_directions()]
+        names = [BUILTIN_PREFIX + n for n in dc.editing.builtin_directions()]
         names += _runtime.list_models(_runtime.DIRECTION_FOLDER)
         return {"required": {
             "direction_name": (names, {"tooltip": "'builtin: ...' directions move a factor of the built-in "

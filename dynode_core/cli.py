@@ -146,7 +146,7 @@ def _load_generator(spec: str, device: torch.device):
 # --- commands -----------------------------------------------------------------------------------------------
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from .builtin.demo import run_demo
 
     metrics = run_demo(args.out, quick=args.quick, device=resolve_device(args.device), seed=args.seed,
                        progress=lambda desc: progress_bar(desc, args.quiet), log=_log(args))

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from dynode_core.builtin import FactorEncoder, factors_from_z
-from dynode_core.faces import FACTOR_NAMES, FACTOR_RANGES, face_regions, random_factors, render_faces
+from dynode_core.builtin.factor_encoder import FactorEncoder, factors_from_z
+from dynode_core.builtin import FACTOR_NAMES, FACTOR_RANGES, face_regions, random_factors, render_faces
 from dynode_core.metrics import correlation, psnr
 from dynode_core.stylegan2 import Generator
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dynode_core as dc
-from dynode_core.faces import FACTOR_NAMES, FACTOR_RANGES
+from dynode_core.builtin import FACTOR_NAMES, FACTOR_RANGES
 
 HELD_OUT = 777  # not a seed the training script uses
 
@@ -16,7 +16,7 @@ def G():
 
 @pytest.fixture(scope="module")
 def E():
-    return dc.load_factor_encoder()
+    return dc.builtin.load_factor_encoder()
 
 
 def _generated(G, E, f):
@@ -26,7 +26,7 @@ def _generated(G, E, f):
 
 def test_builtin_is_a_stylegan2_with_mapping_and_noise(G):
     assert G.resolution >= 64 and G.num_ws == 2 * int(torch.log2(torch.tensor(G.resolution))) - 2
-    assert dc.BUILTIN_GENERATOR.stat().st_size < 10 * 2**20
+    assert dc.checkpoints.BUILTIN_GENERATOR.stat().st_size < 10 * 2**20
     z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         w = G.mapping(z)
@@ -37,10 +37,10 @@ def test_builtin_is_a_stylegan2_with_mapping_and_noise(G):
 
 
 def test_builtin_quality_bar_on_held_out_factors(G, E):
-    f = dc.random_factors(64, seed=HELD_OUT)
-    gen, ren = _generated(G, E, f), dc.render_faces(f, size=G.resolution)
-    overall = dc.psnr(gen, ren).mean()
-    features = dc.psnr(gen, ren, dc.face_regions(f, size=G.resolution) > 0.5).mean()
+    f = dc.builtin.random_factors(64, seed=HELD_OUT)
+    gen, ren = _generated(G, E, f), dc.builtin.render_faces(f, size=G.resolution)
+    overall = dc.metrics.psnr(gen, ren).mean()
+    features = dc.metrics.psnr(gen, ren, dc.builtin.face_regions(f, size=G.resolution) > 0.5).mean()
     assert overall >= 25.0, f"overall PSNR {overall:.2f} dB"
     assert features >= 22.0, f"eyes-and-mouth PSNR {features:.2f} dB"
 
@@ -52,12 +52,12 @@ MOTION_BAR = {"mouth_open": 0.8, "smile": 0.8, "eye_open": 0.75, "yaw": 0.8, "ro
 @pytest.mark.parametrize("name", MOTION_BAR)
 def test_builtin_motion_factors_are_visible(G, E, name):
     """The generator's pixel change between a motion factor's extremes matches the renderer's."""
-    f = dc.random_factors(32, seed=HELD_OUT + 1)
+    f = dc.builtin.random_factors(32, seed=HELD_OUT + 1)
     lo, hi = FACTOR_RANGES[name]
     a, b = f.clone(), f.clone()
     a[:, FACTOR_NAMES.index(name)], b[:, FACTOR_NAMES.index(name)] = lo, hi
     d_gen = (_generated(G, E, a) - _generated(G, E, b)).abs().sum(1)
-    d_ren = (dc.render_faces(a) - dc.render_faces(b)).abs().sum(1)
+    d_ren = (dc.builtin.render_faces(a) - dc.builtin.render_faces(b)).abs().sum(1)
     assert dc.metrics.correlation(d_gen, d_ren) >= MOTION_BAR[name]
 
 
@@ -65,7 +65,7 @@ def test_shipped_directions_move_their_factor(G, E):
     """A direction derived from the model changes what it says it changes, and little else."""
     from safetensors.torch import load_file
     d = load_file(str(dc.builtin.DIRECTIONS / "mouth_open.safetensors"))["direction"]
-    f = dc.random_factors(16, seed=HELD_OUT + 2)
+    f = dc.builtin.random_factors(16, seed=HELD_OUT + 2)
     f[:, FACTOR_NAMES.index("mouth_open")] = 0.0
     w = E(f).detach()
     with torch.no_grad():
@@ -73,8 +73,8 @@ def test_shipped_directions_move_their_factor(G, E):
     change = (after - before).abs().sum(1, keepdim=True)
     f_open = f.clone()
     f_open[:, FACTOR_NAMES.index("mouth_open")] = 1.0
-    rendered_change = (dc.render_faces(f_open) - dc.render_faces(f)).abs().sum(1, keepdim=True)
+    rendered_change = (dc.builtin.render_faces(f_open) - dc.builtin.render_faces(f)).abs().sum(1, keepdim=True)
     assert dc.metrics.correlation(change, rendered_change) >= 0.8
-    region = dc.face_regions(f) > 0.5
+    region = dc.builtin.face_regions(f) > 0.5
     inside, outside = change[region].mean(), change[~region].mean()
     assert inside > 3 * outside, f"mean change {inside:.3f} in eyes/mouth vs {outside:.3f} elsewhere"

@@ -115,7 +115,7 @@ def test_builtin_name(monkeypatch, tmp_path):
 
 
 def test_shipped_builtin_asset_if_present():
-    if not dc.BUILTIN_GENERATOR.is_file():
+    if not dc.checkpoints.BUILTIN_GENERATOR.is_file():
         pytest.skip("the built-in generator asset has not been trained/installed yet")
     G = dc.load_generator("builtin")
     assert G.resolution >= 64

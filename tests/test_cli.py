@@ -107,7 +107,7 @@ def test_edit_initial_needs_dynamics(files, tmp_path, capsys):
 def test_convert(files, tmp_path):
     assert run("convert", files / "g.safetensors", tmp_path / "g2.safetensors", "-q") == 0
     G2 = dc.load_generator(tmp_path / "g2.safetensors")
-    assert dc.generator_fingerprint(G2) == dc.generator_fingerprint(dc.load_generator(files / "g.safetensors"))
+    assert dc.codes.generator_fingerprint(G2) == dc.codes.generator_fingerprint(dc.load_generator(files / "g.safetensors"))
 
 
 def test_help_lists_every_command(capsys):
@@ -165,7 +165,7 @@ def test_fit_sample_edit_with_dynamics(tmp_path):
 
 @needs_dynamics
 def test_demo_quick(tmp_path):
-    if not dc.BUILTIN_GENERATOR.is_file():
+    if not dc.checkpoints.BUILTIN_GENERATOR.is_file():
         pytest.skip("the built-in generator asset is not in this checkout")
     out = tmp_path / "demo"
     assert run("demo", "--out", out, "--quick", "--device", "cpu", "-q") == 0

@@ -137,7 +137,7 @@ def test_loader_lists_builtin_first_and_loads_files(G):
         run("DynodeLoadGenerator", generator_name="no_such_generator.safetensors")
 
 
-@pytest.mark.skipif(not dc.BUILTIN_GENERATOR.is_file(), reason="built-in generator asset not present yet")
+@pytest.mark.skipif(not dc.checkpoints.BUILTIN_GENERATOR.is_file(), reason="built-in generator asset not present yet")
 def test_loader_builtin():
     (G,) = run("DynodeLoadGenerator", generator_name="builtin")
     assert G.resolution == 64 and G.num_ws == 10 and G.w_dim == 128
@@ -256,7 +256,7 @@ def test_edit_initial_moves_the_first_code(codes, tmp_path):
 
 def test_builtin_directions_are_listed():
     names = N["DynodeLoadDirection"].INPUT_TYPES()["required"]["direction_name"][0]
-    assert [n for n in names if n.startswith("builtin: ")] == ["builtin: " + n for n in dc.builtin_directions()]
+    assert [n for n in names if n.startswith("builtin: ")] == ["builtin: " + n for n in dc.editing.builtin_directions()]
 
 
 def test_save_and_load_codes(G, codes, tmp_path, monkeypatch):

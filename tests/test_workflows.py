@@ -293,7 +293,7 @@ def execute(prompt, overrides=None):
 @pytest.fixture
 def small_generator(monkeypatch):
     """The built-in generator when its asset exists, else a tiny random one in its place."""
-    if dc.BUILTIN_GENERATOR.is_file():
+    if dc.checkpoints.BUILTIN_GENERATOR.is_file():
         return
     torch.manual_seed(0)
     tiny = dc.Generator(32, z_dim=32, w_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}).eval()

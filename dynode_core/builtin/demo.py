@@ -19,18 +19,18 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ._files import atomic_write as _atomic_write
-from .checkpoints import load_generator
-from .codes import save_codes
-from .decoding import decode
-from .dynamics._interp import locate
-from .editing import builtin_directions, edit_all, edit_initial, flicker, load_direction, temporal_consistency
-from .faces import render_clip
-from .inversion import invert
-from .metrics import psnr
-from .plotting import plot_trajectory
-from .times import keyframe_mask, sample_times
-from .video import frames_to_uint8, write_image, write_video
+from .._files import atomic_write as _atomic_write
+from ..checkpoints import load_generator
+from ..codes import save_codes
+from ..decoding import decode
+from ..dynamics._interp import locate
+from ..editing import builtin_directions, edit_all, edit_initial, flicker, load_direction, temporal_consistency
+from .renderer import render_clip
+from ..inversion import invert
+from ..metrics import psnr
+from ..plotting import plot_trajectory
+from ..times import keyframe_mask, sample_times
+from ..video import frames_to_uint8, write_image, write_video
 
 __all__ = ["run_demo", "DemoConfig"]
 
@@ -135,7 +135,7 @@ def run_demo(out: str | Path, quick: bool = False, device: str | torch.device = 
     `progress(description)` must return a context manager yielding a `progress(done, total)` callback (or
     None); the CLI passes tqdm bars. `quick=True` uses tiny settings (a smoke test, seconds).
     """
-    from . import fit_dynamics  # the dynamics module registers itself in the package
+    from ..dynamics import fit_dynamics  # the dynamics module registers itself in the package
 
     cfg = config or (QUICK if quick else DemoConfig())
     progress = progress or _no_progress

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .faces import FACTOR_NAMES, factor_bounds
+from .renderer import FACTOR_NAMES, factor_bounds
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FACTOR_ENCODER = ASSETS / "builtin_factor_encoder.safetensors"
 DIRECTIONS = ASSETS / "directions"
 
