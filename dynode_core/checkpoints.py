@@ -321,6 +321,11 @@ def _load_rosinality(path: Path) -> tuple[Generator, dict]:
         state = ckpt["g_ema"]
     elif "style.1.weight" in ckpt or "module.style.1.weight" in ckpt:  # a bare generator state dict
         state = ckpt
+    elif isinstance(ckpt.get("state_dict"), dict) and any(str(k).startswith("decoder.") for k in ckpt["state_dict"]):
+        # a pSp / e4e / ReStyle encoder checkpoint: its generator is under decoder.*, latent_avg repeated per style
+        state = {k[len("decoder."):]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("decoder.")}
+        if isinstance(latent_avg, torch.Tensor) and latent_avg.ndim == 2:
+            latent_avg = latent_avg[0]
     else:
         raise _fail(path, f"a PyTorch file with keys {sorted(map(str, ckpt))[:12]} - not a rosinality StyleGAN2 "
                           "checkpoint (expected 'g_ema')")
