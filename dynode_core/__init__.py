@@ -18,6 +18,7 @@ The built-in cartoon domain (renderer, factor encoder, demo) is the subpackage `
 """
 
 from . import builtin
+from .alignment import AlignedFaces, align_faces, paste_faces
 from .checkpoints import convert_checkpoint, load_generator, save_generator
 from .clip import Clip
 from .codes import load_codes, save_codes
@@ -42,6 +43,10 @@ __all__ = [
     # frames in and out
     "read_video",
     "write_video",
+    # faces in real frames
+    "align_faces",
+    "paste_faces",
+    "AlignedFaces",
     # clips of codes
     "Clip",
     "invert",
