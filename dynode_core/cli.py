@@ -297,6 +297,55 @@ def cmd_decode(args) -> None:
     _log(args)(f"wrote {args.out}: {len(frames)} frames at {fps:.3g} fps")
 
 
+def _parse_edit(text: str | None):
+    """'NAME_OR_FILE:STRENGTH' -> (direction, strength)."""
+    from .editing import load_direction
+
+    if not text:
+        return None
+    name, sep, strength = text.rpartition(":")
+    if not sep or not name:
+        raise CLIError(f"--edit expects NAME_OR_FILE:STRENGTH (e.g. smile:1.5), got {text!r}")
+    try:
+        value = float(strength)
+    except ValueError:
+        raise CLIError(f"--edit strength must be a number, got {strength!r} in {text!r}") from None
+    if not math.isfinite(value):
+        raise CLIError(f"--edit strength must be finite, got {strength!r}")
+    return load_direction(name), value
+
+
+def cmd_video(args) -> None:
+    from .video_pipeline import process_video
+
+    src, out = _need_file(args.input, "input video"), Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv"):
+        raise CLIError(f"--out must be a video file (.mp4, .mov, .mkv), got {out}")
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    if args.kind not in ("ode", "sde"):
+        raise CLIError(f"--kind must be ode or sde, got {args.kind!r}")
+    edit = _parse_edit(args.edit)
+    device = resolve_device(args.device)
+    G = _load_generator(args.generator, device)
+    encoder = None if args.encoder in (None, "builtin") else args.encoder
+    if encoder == "none":
+        encoder = None
+    elif encoder is not None:
+        load = getattr(__import__("dynode_core"), "load_encoder", None)
+        if load is None:
+            raise CLIError("--encoder PATH needs dc.load_encoder, which this version does not have; use "
+                           "--encoder builtin or none")
+        encoder = load(encoder, G=G) if "G" in load.__code__.co_varnames else load(encoder)
+    summary = process_video(src, out, G, encoder=encoder, factor=args.factor, edit=edit, kind=args.kind,
+                            overwrite=args.overwrite, invert_options={"steps": args.steps}, seed=args.seed,
+                            max_frames=args.max_frames, stage=lambda name: progress_bar(name, args.quiet),
+                            log=_log(args))
+    _log(args)(f"wrote {out}: {summary['frames_out']} frames at {summary['fps_out']:g} fps from "
+               f"{summary['frames_in']} at {summary['fps_in']:g} fps (face found in {summary['faces_found']}); "
+               f"{sum(summary['seconds'].values()):.1f} s")
+
+
 def cmd_convert(args) -> None:
     from .checkpoints import convert_checkpoint
 
@@ -414,6 +463,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="decode codes made with another generator anyway")
     common(sp)
     sp.set_defaults(func=cmd_decode, out_folder_ok=True, out_suffixes=_video_suffixes())
+
+    sp = sub.add_parser("video", help="face video -> the same video re-drawn through the generator at a higher "
+                        "frame rate, optionally edited (MP4 in, MP4 out)",
+                        description="Read a face video, align the face in every frame, invert the crops into the "
+                        "generator's latent space, fit latent dynamics, sample them at FACTOR x the frame rate, "
+                        "optionally edit the first frame and let the dynamics carry the edit, decode, paste the "
+                        "faces back into the frames and write an MP4 at FACTOR x the frame rate, the same frame "
+                        "size, with the source's audio. In-between frames show the nearest source frame's "
+                        "background with the face pasted at the interpolated position. Needs the 'faces' extra "
+                        "(pip install \"dynode[faces]\").")
+    sp.add_argument("input", help="input video file (MP4, MOV, MKV, WebM, AVI)")
+    sp.add_argument("--out", required=True, help="output video file (.mp4); written to a temporary name and "
+                    "renamed when complete")
+    sp.add_argument("--generator", default="builtin", help="StyleGAN2 checkpoint (.safetensors, rosinality .pt, "
+                    "NVIDIA .pkl; FFHQ-aligned face models) or 'builtin' (default: the built-in cartoon generator, "
+                    "aligned with its own framing)")
+    sp.add_argument("--encoder", default="builtin", help="image encoder that starts the inversion: a checkpoint "
+                    "PATH, 'builtin' (default: the library's default start for this generator) or 'none' "
+                    "(optimisation from the average code)")
+    sp.add_argument("--factor", type=int, default=4, help="output frame rate = FACTOR x the input's (default 4)")
+    sp.add_argument("--edit", metavar="NAME_OR_FILE:STRENGTH", help="edit the first frame along a direction (a "
+                    "built-in name such as smile, or a direction file) by STRENGTH and let the dynamics carry it")
+    sp.add_argument("--kind", default="ode", choices=("ode", "sde"), help="latent dynamics: ode (default) or sde")
+    sp.add_argument("--steps", type=int, default=300, help="inversion steps of the anchor frames (default 300)")
+    sp.add_argument("--max-frames", type=int, help="use at most this many frames of the input")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the SDE sample (default 0)")
+    sp.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
+    common(sp)
+    sp.set_defaults(func=cmd_video, out_suffixes=(".mp4", ".m4v", ".mov", ".mkv"))
 
     sp = sub.add_parser("convert", help="rosinality .pt / NVIDIA .pkl -> DynODE .safetensors")
     sp.add_argument("src")

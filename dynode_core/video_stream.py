@@ -20,11 +20,7 @@ import torch
 
 __all__ = ["VideoError", "VideoReader", "VideoWriter", "probe_video"]
 
-try:  # the shared error types, once dynode_core/errors.py exists
-    from .errors import VideoError  # type: ignore
-except ImportError:  # pragma: no cover - until then
-    class VideoError(ValueError):
-        """A file that is not a readable video, or a video this program cannot use as it is."""
+from .video import VideoError
 
 
 def _av():

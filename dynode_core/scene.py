@@ -1,0 +1,71 @@
+"""A talking cartoon face moving in a larger frame: ground truth for alignment, paste-back and `dynode video`.
+
+The face of `talking_clip(times, seed)` is rendered and placed in a wider frame over a textured background
+that does not move; the head drifts across the frame, turns (in-plane, on top of the renderer's own tilt) and
+grows and shrinks, all as smooth functions of time, so any frame rate samples the same motion.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .faces import render_faces, talking_clip
+
+__all__ = ["scene_clip", "scene_transforms"]
+
+
+def scene_transforms(times, size: tuple[int, int] = (144, 192), face: int = 128) -> torch.Tensor:
+    """Where the rendered face square (side `face`) sits in the frame at `times`: [T, 3, 3], face pixel ->
+    frame pixel (pixel centres at integers)."""
+    t = torch.as_tensor(times, dtype=torch.float64).flatten()
+    h, w = size
+    tau = 2 * math.pi * t
+    scale = (0.78 + 0.12 * torch.sin(tau * 0.21 + 0.5)) * min(h, w) / face
+    angle = 0.16 * torch.sin(tau * 0.27 + 1.0)
+    cx = w / 2 + 0.16 * w * torch.sin(tau * 0.19)
+    cy = h / 2 + 0.06 * h * torch.sin(tau * 0.33 + 2.0)
+    c, s = scale * torch.cos(angle), scale * torch.sin(angle)
+    mid = (face - 1) / 2
+    m = torch.zeros(len(t), 3, 3, dtype=torch.float64)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = c, -s, s, c, 1
+    m[:, 0, 2] = cx - (c * mid - s * mid)
+    m[:, 1, 2] = cy - (s * mid + c * mid)
+    return m.float()
+
+
+def _texture(h: int, w: int, colour: torch.Tensor, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed + 1000)
+    noise = F.interpolate(torch.rand(1, 1, h // 12 + 2, w // 12 + 2, generator=g), size=(h, w), mode="bicubic",
+                          align_corners=False)[0]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    stripes = 0.5 + 0.5 * torch.sin((xs * 0.9 + ys * 0.4) / 5.0)
+    return (colour[:, None, None] * (0.82 + 0.12 * noise + 0.08 * stripes)).clamp(0, 1) * 2 - 1
+
+
+def scene_clip(times, seed: int = 0, size: tuple[int, int] = (144, 192), face: int = 128) -> torch.Tensor:
+    """Frames [T, 3, H, W] in [-1, 1] of the scene at `times` (seconds)."""
+    t = torch.as_tensor(times, dtype=torch.float32).flatten()
+    h, w = size
+    f = talking_clip(t, seed=seed)
+    faces = render_faces(f, size=face)
+    bg_colour = (faces[0, :, 2, 2] + 1) / 2  # the renderer's background at the top corner
+    bg = _texture(h, w, bg_colour, seed)
+    m = scene_transforms(t, size, face).double()
+    inv = torch.linalg.inv(m)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    out = []
+    for k in range(len(t)):
+        u = inv[k, 0, 0] * xs + inv[k, 0, 1] * ys + inv[k, 0, 2]
+        v = inv[k, 1, 0] * xs + inv[k, 1, 1] * ys + inv[k, 1, 2]
+        grid = torch.stack([(u + 0.5) / face * 2 - 1, (v + 0.5) / face * 2 - 1], -1)[None].float()
+        img = F.grid_sample(faces[k:k + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        # the face square fades into the textured background outside the head (a soft disc, shoulders kept)
+        r = torch.sqrt(((u - (face - 1) / 2) / (0.5 * face)) ** 2 + ((v - face * 0.42) / (0.56 * face)) ** 2)
+        alpha = ((1.0 - r) / 0.12).clamp(0, 1).float()
+        alpha = torch.where((v > face * 0.8) & (u > -0.5) & (u < face - 0.5) & (v < face - 0.5),
+                            torch.ones_like(alpha), alpha)
+        out.append(img * alpha + bg * (1 - alpha))
+    return torch.stack(out).clamp(-1, 1)
