@@ -16,8 +16,11 @@ import torch
 from PIL import Image
 
 import dynode_core as dc
+from dynode_core import builtin
+from dynode_core.metrics import psnr
+from dynode_core.video import frames_from_uint8, frames_to_uint8
 from dynode_core.alignment import detect_faces
-from dynode_core.faces import FACTOR_NAMES, random_factors, render_faces
+from dynode_core.builtin import FACTOR_NAMES, random_factors, render_faces
 
 
 def summary(name: str, squares: torch.Tensor, side: int) -> None:
@@ -34,7 +37,7 @@ def main() -> None:
     data = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     files = sorted(data.glob("talking_face_frame_*.png"))
     if files:
-        frames = dc.frames_from_uint8(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
+        frames = frames_from_uint8(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
         for i in range(len(frames)):  # one at a time: the detector tracks, these are separate photos
             sq, found = detect_faces(frames[i:i + 1])
             summary(f"ffhq {files[i].name}", sq[found], frames.shape[-1])

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 import dynode_core as dc
+from dynode_core import builtin
+from dynode_core.metrics import psnr
+from dynode_core.video import frames_from_uint8, frames_to_uint8
 from dynode_core import alignment
 
 needs_faces = pytest.mark.skipif(not alignment.faces_available(),
@@ -26,14 +29,14 @@ needs_photos = pytest.mark.skipif(not PHOTOS, reason=f"real photos not found in 
 
 def photo(i: int) -> torch.Tensor:
     from PIL import Image
-    return dc.frames_from_uint8(np.array(Image.open(PHOTOS[i]).convert("RGB"))[None])
+    return frames_from_uint8(np.array(Image.open(PHOTOS[i]).convert("RGB"))[None])
 
 
 def cartoon(size: int = 256, seed: int = 3) -> torch.Tensor:
-    f = dc.random_factors(1, seed=seed)
-    f[:, dc.FACTOR_NAMES.index("yaw")] = 0
-    f[:, dc.FACTOR_NAMES.index("roll")] = 0
-    return dc.render_faces(f, size=size)
+    f = builtin.random_factors(1, seed=seed)
+    f[:, builtin.FACTOR_NAMES.index("yaw")] = 0
+    f[:, builtin.FACTOR_NAMES.index("roll")] = 0
+    return builtin.render_faces(f, size=size)
 
 
 def similarity(scale, angle, tx, ty) -> torch.Tensor:
@@ -82,7 +85,7 @@ def test_photo_transform_recovery_and_invariance(one_thread, index):
     assert corner_error(moved.transforms[0], T, 256) < 15.0
     assert corner_error(base.transforms[0], torch.eye(3), 256) < 10.0
     inner = (slice(None), slice(None), slice(48, 208), slice(48, 208))  # the face, away from padded borders
-    assert dc.psnr(moved.crops[inner], base.crops[inner]).item() > 22
+    assert psnr(moved.crops[inner], base.crops[inner]).item() > 22
     assert moved.found.all() and moved.crops.shape == (1, 3, 256, 256)
 
 
@@ -94,7 +97,7 @@ def test_photo_round_trip_and_untouched_pixels(one_thread):
     canvas = place(img, T, 460, 520, background(460, 520, 7))
     faces = dc.align_faces(canvas, size=256)
     back = dc.paste_faces(canvas, faces.crops, faces)
-    assert dc.psnr(back, canvas).item() > 38
+    assert psnr(back, canvas).item() > 38
     # pasting something else changes only the feathered face region; everything else is bit-for-bit equal
     other = dc.paste_faces(canvas, -faces.crops, faces)
     changed = (other != canvas).any(1)[0]
@@ -135,12 +138,12 @@ def test_cartoon_recovery_static_jitter_and_moving_lag(one_thread):
 
 @needs_faces
 def test_builtin_framing_returns_rendered_faces_at_their_own_framing(one_thread):
-    f = dc.talking_clip(torch.linspace(0, 3, 8), seed=2)
-    f[:, dc.FACTOR_NAMES.index("yaw")] = 0
-    big = dc.render_faces(f, size=256)
-    small = dc.render_faces(f, size=64)
+    f = builtin.talking_clip(torch.linspace(0, 3, 8), seed=2)
+    f[:, builtin.FACTOR_NAMES.index("yaw")] = 0
+    big = builtin.render_faces(f, size=256)
+    small = builtin.render_faces(f, size=64)
     a = dc.align_faces(big, size=64, framing="builtin", smoothing=0)
-    assert dc.psnr(a.crops, small).mean().item() > 24
+    assert psnr(a.crops, small).mean().item() > 24
     expect = torch.tensor([[4.0, 0, 1.5], [0, 4.0, 1.5], [0, 0, 1]])  # 64-px crop pixel -> 256-px frame pixel
     for k in range(len(f)):
         assert corner_error(a.transforms[k], expect, 64) < 6.0
@@ -184,7 +187,7 @@ def test_face_partly_outside_the_frame_is_padded(one_thread):
     left = a.crops[0, :, :, :10]  # outside the frame: padded, blurred towards the median, not black or garbage
     assert float(left.std()) < 0.5 and float(left.mean()) > -0.9
     back = dc.paste_faces(canvas, a.crops, a)
-    assert back.shape == canvas.shape and dc.psnr(back, canvas).item() > 30
+    assert back.shape == canvas.shape and psnr(back, canvas).item() > 30
 
 
 def test_interpolated_transforms_sweep_between_frames():

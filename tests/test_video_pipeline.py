@@ -7,9 +7,12 @@ import pytest
 import torch
 
 import dynode_core as dc
+from dynode_core import builtin
+from dynode_core.metrics import psnr
+from dynode_core.video import frames_from_uint8, frames_to_uint8
 from dynode_core import alignment
 from dynode_core.cli import main
-from dynode_core.scene import scene_clip
+from dynode_core.builtin import scene_clip
 from dynode_core.video_pipeline import output_times, process_video, source_background
 from dynode_core.video_stream import VideoError, VideoReader, VideoWriter
 
@@ -39,7 +42,7 @@ def _with_audio(path, frames, fps):
 
 
 def test_reader_writer_round_trip_keeps_fps_audio_and_size(tmp_path):
-    pix = dc.frames_to_uint8(scene_clip(torch.arange(6) / 6.0, size=(48, 64), face=32)).numpy()
+    pix = frames_to_uint8(scene_clip(torch.arange(6) / 6.0, size=(48, 64), face=32)).numpy()
     src = tmp_path / "src.mp4"
     _with_audio(src, pix, 6)
     with VideoReader(src) as r:
@@ -102,7 +105,7 @@ def test_process_video_on_the_scene(tmp_path, one_thread):
     times = torch.arange(6) / 4.0
     frames = scene_clip(times, size=(96, 128), face=64)
     src = tmp_path / "scene.mp4"
-    _with_audio(src, dc.frames_to_uint8(frames).numpy(), 4)
+    _with_audio(src, frames_to_uint8(frames).numpy(), 4)
     out = tmp_path / "out.mp4"
     G = dc.load_generator("builtin")
     with warnings.catch_warnings():
@@ -114,7 +117,7 @@ def test_process_video_on_the_scene(tmp_path, one_thread):
         assert r.fps == 8 and r.has_audio
         result, _ = r.read()
     assert result.shape == (11, 96, 128, 3)
-    src_pix = dc.frames_to_uint8(frames).numpy().astype(int)
+    src_pix = frames_to_uint8(frames).numpy().astype(int)
     # the corners of the frame are far from the face: the (static) background comes back as it went in
     for k in (0, 1, 4):  # source frames and in-between frames alike
         corner = np.abs(result[k, :12, :12].astype(int) - src_pix[k // 2, :12, :12])

@@ -4,6 +4,8 @@
   generator's image domain, and ground-truth clips at any frame rate;
 - `factor_encoder`: the encoder that maps the renderer's factors to the built-in generator's W space (the
   edit directions and the quality tests are made with it);
+- `scene`: the talking face moving in a larger frame over a textured background (`scene_clip`), the
+  ground truth of alignment and paste-back;
 - `demo`: `run_demo`, the whole pipeline on this domain (`dynode demo`).
 
 The built-in generator itself is `dynode_core.load_generator("builtin")`; its edit directions load with
@@ -16,10 +18,11 @@ The built-in generator itself is `dynode_core.load_generator("builtin")`; its ed
 from .factor_encoder import DIRECTIONS, FACTOR_ENCODER, FactorEncoder, factors_from_z, load_factor_encoder
 from .renderer import (FACTOR_NAMES, FACTOR_RANGES, MOTION_FACTORS, face_regions, factor_bounds, random_factors,
                        render_clip, render_faces, talking_clip)
+from .scene import scene_clip, scene_transforms
 
 __all__ = ["render_clip", "render_faces", "talking_clip", "face_regions", "random_factors", "factor_bounds",
            "FACTOR_NAMES", "FACTOR_RANGES", "MOTION_FACTORS", "load_factor_encoder", "FactorEncoder",
-           "factors_from_z", "run_demo"]
+           "factors_from_z", "scene_clip", "scene_transforms", "run_demo"]
 
 
 def __getattr__(name: str):

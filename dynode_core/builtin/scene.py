@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .faces import render_faces, talking_clip
+from .renderer import render_faces, talking_clip
 
 __all__ = ["scene_clip", "scene_transforms"]
 
