@@ -17,6 +17,7 @@ import argparse
 import math
 import os
 import pickle
+import re
 import signal
 import struct
 import zipfile
@@ -47,6 +48,8 @@ def _number(text: str, kind=float):
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if kind is int:
+        if abs(v) > 2**62:
+            raise argparse.ArgumentTypeError(f"{text!r} is far too large")
         if v != int(v):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
         return int(v)
@@ -140,9 +143,10 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_output(path: str | os.PathLike, inputs=(), overwrite: bool = False, suffixes=None,
-                 folder_ok: bool = False) -> Path:
+                 folder_ok: bool = False, folder_files: re.Pattern | None = None) -> Path:
     """Refuse an output path that is an input, exists (unless overwrite), has a wrong suffix, or cannot be
-    created. A PNG-frame folder (`folder_ok`) may exist if it is empty."""
+    created. A folder output (`folder_ok`) may exist if it is empty; with `folder_files` (e.g. the PNG frame
+    names) an existing folder may only hold files matching it, even with overwrite."""
     p = Path(path).expanduser()
     if "\0" in str(path):
         raise OutputError("output path contains a NUL byte")
@@ -156,7 +160,12 @@ def check_output(path: str | os.PathLike, inputs=(), overwrite: bool = False, su
     if p.is_dir():
         if not is_folder:
             raise OutputError(f"output {p} is a folder; give a file name")
-        if any(p.iterdir()) and not overwrite:
+        names = [c.name for c in p.iterdir()]
+        others = [n for n in names if folder_files is not None and not folder_files.match(n)]
+        if others:
+            raise OutputError(f"output folder {p} holds files that are not DynODE frames ({', '.join(others[:3])}); "
+                              "write the frames to a new or empty folder")
+        if names and not overwrite:
             raise OutputError(f"output folder {p} is not empty (pass --overwrite to replace its frames)")
     elif p.exists() or p.is_symlink():
         if not overwrite:
@@ -180,7 +189,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         v = getattr(args, dest, None)
         if isinstance(v, str) and v:
             check_output(v, inputs, overwrite=bool(getattr(args, "overwrite", False)),
-                         suffixes=getattr(args, "out_suffixes", None), folder_ok=bool(getattr(args, "out_folder_ok", False)))
+                         suffixes=getattr(args, "out_suffixes", None), folder_ok=bool(getattr(args, "out_folder_ok", False)),
+                         folder_files=getattr(args, "out_folder_files", None))
 
 
 def add_overwrite_flags(subparsers: argparse._SubParsersAction) -> None:

@@ -160,6 +160,9 @@ def cmd_invert(args) -> None:
     from .video import read_video
 
     device = resolve_device(args.device)
+    if args.perceptual:  # fail before any long work
+        from .perceptual import load_perceptual_weights
+        load_perceptual_weights(args.perceptual)
     frames, fps = read_video(_need_file(args.input, "input clip"), max_frames=args.max_frames)
     fps = args.fps or fps
     index = torch.arange(0, frames.shape[0], args.every)
@@ -462,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=g.batch_size, default=8)
     sp.add_argument("--force", action="store_true", help="decode codes made with another generator anyway")
     common(sp)
-    sp.set_defaults(func=cmd_decode, out_folder_ok=True, out_suffixes=_video_suffixes())
+    sp.set_defaults(func=cmd_decode, out_folder_ok=True, out_suffixes=_video_suffixes(), out_folder_files=_frame_names())
 
     sp = sub.add_parser("video", help="face video -> the same video re-drawn through the generator at a higher "
                         "frame rate, optionally edited (MP4 in, MP4 out)",
@@ -507,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_convert_perceptual, out_suffixes=(".safetensors",))
     g.add_overwrite_flags(sub)
     return p
+
+
+def _frame_names():
+    from .video import _FRAME_RE
+
+    return _FRAME_RE
 
 
 def _video_suffixes() -> tuple[str, ...]:

@@ -116,7 +116,10 @@ def _read_direction(p: Path):
         with safe_open(str(p), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     if suffix == ".npy":
-        return np.array(np.load(p, allow_pickle=False, mmap_mode="r"))  # the header's shape must fit the file
+        try:  # memory-mapped: the header's shape must fit the file before anything is allocated
+            return np.array(np.load(p, allow_pickle=False, mmap_mode="r"))
+        except ValueError as e:
+            raise ValueError(f"{p} is not a readable .npy direction ({e})") from None
     if suffix == ".npz":
         with zipfile.ZipFile(p) as z:  # no zip bombs: sizes from the archive's directory, before decompressing
             total = sum(i.file_size for i in z.infolist())

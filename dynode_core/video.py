@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,7 @@ from PIL import Image, ImageSequence
 
 from ._files import atomic_folder as _atomic_folder
 from ._files import atomic_write as _atomic_write
-from ._limits import check, limit
+from ._limits import LimitError, check, limit
 
 try:
     from .errors import VideoError
@@ -199,9 +200,12 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
                 out.check_size(*frame.size)
                 raw.append(_pixels(frame, path))
                 durations.append(frame.info.get("duration") or im.info.get("duration") or 0)
+        except (VideoError, LimitError):
+            raise
         except (OSError, ValueError, EOFError, SyntaxError) as e:
             if not raw:
                 raise VideoError(f"cannot decode {path}: {e}") from None
+            warnings.warn(f"{path}: decoding stopped after {len(raw)} frames ({e}); using those", stacklevel=2)
     fps = None
     if len(raw) > 1 and all(d > 0 for d in durations):
         # GIF/WebP writers merge identical consecutive frames into one longer frame: expand them again, using
