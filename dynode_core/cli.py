@@ -15,6 +15,7 @@ import torch
 
 from . import _guard as g
 from ._limits import check as _check_limit
+from ._threads import thread_scope
 
 __all__ = ["main"]
 
@@ -376,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp, device=True):
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: one for images up to 128 px, else torch's default)")
         if device:
             sp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
 
@@ -532,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     g.install_signal_handlers()
     try:
         g.check_outputs(args)  # before any long work
-        args.func(args)
+        with thread_scope(getattr(args, "threads", None)):
+            args.func(args)
     except KeyboardInterrupt:
         print("dynode: interrupted; files being written were left untouched", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from ._threads import thread_scope
 from .codes import check_codes
 from .errors import Cancelled  # noqa: F401  (imported from here before errors.py existed)
 
@@ -13,20 +14,22 @@ __all__ = ["decode"]
 
 
 def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",
-           progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+           progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
+           threads: int | None = None) -> torch.Tensor:
     """Render codes [N, L, D] (L = 1 for W or G.num_ws for W+; [N, D] is read as W) -> frames [N, 3, H, W].
 
     Frames are float32 on the CPU in about [-1, 1]. `batch_size` codes are rendered at a time (the result
     does not depend on it). `noise_mode="const"` uses the generator's fixed noise maps so a clip does not
     flicker; "random" draws new noise per frame, "none" drops it. `progress(done, total)` is called after
-    each chunk; `cancel()` returning True stops with `Cancelled`.
+    each chunk; `cancel()` returning True stops with `Cancelled`. `threads` CPU threads are used (default:
+    one for small images, else torch's setting; see `dynode_core._threads`).
     """
     codes = check_codes(codes, G)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n = codes.shape[0]
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), thread_scope(threads, G.resolution, min(batch_size, n)):
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise Cancelled(f"decoding cancelled after {start} of {n} frames")

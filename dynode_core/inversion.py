@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._threads import thread_scope
 from .decoding import Cancelled, decode
 from .metrics import psnr
 from .perceptual import PerceptualLoss
@@ -136,7 +137,7 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
            perceptual_weight: float = 1.0, init: torch.Tensor | None = None, warm_start: bool = True,
            batch_size: int = 16, seed: int = 0,
            progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
-           return_psnr: bool = False) -> torch.Tensor | Inversion:
+           return_psnr: bool = False, threads: int | None = None) -> torch.Tensor | Inversion:
     """Find codes whose images reproduce `frames`. frames [T, 3, H, W] in [-1, 1] -> codes [T, L, D].
 
     L = 1 for `space="w"`, G.num_ws for `space="w+"`. Returns the codes (float32, CPU); with
@@ -159,6 +160,7 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
         perceptual: path of local VGG16 weights for a perceptual term (see `PerceptualLoss`).
         batch_size: most frames optimised at once (a longer pass is split).
         progress(done, total) after every step; cancel() returning True raises `Cancelled`.
+        threads: CPU threads (default: one for images up to 128 px, else torch's setting).
 
     Frames of another size are center-cropped and resized (with a warning); grayscale [T, 1, H, W] and RGBA
     [T, 4, H, W] (composited over white) are accepted. Gradients are enabled locally, so this also works when
@@ -179,7 +181,9 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
     warm_lr = lr / 8 if warm_lr is None else warm_lr
     n_layers = 1 if space == "w" else G.num_ws
 
-    with torch.inference_mode(False), torch.enable_grad(), _grad_ready(G) as G:
+    n_frames = frames.shape[0] if isinstance(frames, torch.Tensor) and frames.ndim == 4 else 1
+    with torch.inference_mode(False), torch.enable_grad(), _grad_ready(G) as G, \
+            thread_scope(threads, G.resolution, min(batch_size, n_frames)):
         device = G.device
         target = _prepare_frames(G, frames).to(device)
         T = target.shape[0]

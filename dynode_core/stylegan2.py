@@ -26,8 +26,10 @@ def _make_kernel(k: Sequence[float]) -> torch.Tensor:
     return k / k.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Upsample by zero insertion, pad, then filter with `kernel` [kh, kw] (a true convolution). x [B, C, H, W]."""
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0),
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Upsample by zero insertion, pad, then filter with `kernel` [kh, kw] (a true convolution), then add the
+    per-channel `bias` [C] if given. x [B, C, H, W]."""
     b, c, h, w = x.shape
     if up > 1:
         x = x.reshape(b, c, h, 1, w, 1)
@@ -35,7 +37,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int
         x = x.reshape(b, c, h * up, w * up)
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     k = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
-    return F.conv2d(x, k, groups=c)
+    return F.conv2d(x, k, bias, groups=c)
 
 
 def _lrelu(x: torch.Tensor, bias: torch.Tensor, clamp: float | None = None) -> torch.Tensor:
@@ -73,8 +75,8 @@ class Blur(nn.Module):
         self.register_buffer("kernel", _make_kernel(kernel) * upsample_factor**2, persistent=False)
         self.pad = pad
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad, bias=bias)
 
 
 class Upsample(nn.Module):
@@ -126,6 +128,48 @@ class ModulatedConv2d(nn.Module):
         return x
 
 
+    def fused(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+              gain: float = 1.0) -> torch.Tensor:
+        """`gain * (forward(x, w) + bias)` with style, demodulation and gain folded into one per-sample weight.
+
+        Folding costs a pass over the weight (out·in·k² per sample) and saves one over the input (in·H·W), so
+        it is done only where the weight is the smaller of the two; small maps keep the input-side style and
+        fold demodulation, gain and bias into one pass after the convolution instead. Batches > 1 with a
+        folded weight run as one grouped convolution.
+        """
+        b, cin, h, wd = x.shape
+        weight = self.weight[0].to(x.dtype)  # [out, in, k, k]
+        cout, k = weight.shape[0], weight.shape[-1]
+        s = self.modulation(w) * self.scale  # [B, in]
+        g = torch.full((b, cout), gain, dtype=torch.float32, device=x.device)
+        if self.demodulate:
+            w2 = weight.float().square().sum(dim=[2, 3])  # [out, in]
+            g = g * torch.rsqrt(s.float().square() @ w2.t() + 1e-8)  # [B, out]
+        g = g.to(x.dtype)
+        bias = None if bias is None else (bias * gain).to(x.dtype)
+        if b == 0 or cout * k * k > h * wd:  # small map: style the input, scale the output
+            x = x * s[:, :, None, None].to(x.dtype)
+            if self.upsample:
+                x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            else:
+                x = F.conv2d(x, weight, padding=self.padding)
+            if bias is None:
+                return x * g[:, :, None, None]
+            return torch.addcmul(bias.view(1, -1, 1, 1), x, g[:, :, None, None])
+        wb = weight[None] * (g[:, :, None] * s.to(x.dtype)[:, None, :])[..., None, None]  # [B, out, in, k, k]
+        if b == 1:
+            if self.upsample:
+                return self.blur(F.conv_transpose2d(x, wb[0].transpose(0, 1), stride=2), bias)
+            return F.conv2d(x, wb[0], bias, padding=self.padding)
+        x = x.reshape(1, b * cin, h, wd)
+        if self.upsample:
+            x = F.conv_transpose2d(x, wb.transpose(1, 2).reshape(b * cin, cout, k, k), stride=2, groups=b)
+            return self.blur(x.reshape(b, cout, *x.shape[2:]), bias)
+        x = F.conv2d(x, wb.reshape(b * cout, cin, k, k), None if bias is None else bias.repeat(b),
+                     padding=self.padding, groups=b)
+        return x.reshape(b, cout, h, wd)
+
+
 class NoiseInjection(nn.Module):
     def __init__(self):
         super().__init__()
@@ -162,8 +206,19 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch, clamp=conv_clamp)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, w), noise))
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, fused: bool = True) -> torch.Tensor:
+        if not fused:
+            return self.activate(self.noise(self.conv(x, w), noise))
+        # sqrt(2)·lrelu(y + b + n) = lrelu(sqrt(2)·(y + b + n)): the gain goes into the weight and the bias
+        gain = math.sqrt(2)
+        x = self.conv.fused(x, w, self.activate.bias, gain)
+        if noise is not None:  # in place is safe: the convolution does not keep its output for backward
+            x.addcmul_(noise.to(x.dtype), self.noise.weight.to(x.dtype) * gain)
+        x = F.leaky_relu_(x, 0.2)  # autograd keeps the result, which nothing below modifies in place
+        c = self.activate.clamp
+        if c is not None:
+            x = x.clamp(-c, c) if x.requires_grad else x.clamp_(-c, c)
+        return x
 
 
 class ToRGB(nn.Module):
@@ -176,13 +231,37 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.clamp = conv_clamp
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, w) + self.bias.to(x.dtype)
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None,
+                fused: bool = True) -> torch.Tensor:
+        if not fused:
+            out = self.conv(x, w) + self.bias.to(x.dtype)
+            if self.clamp is not None:
+                out = out.clamp(-self.clamp, self.clamp)
+            if skip is not None:
+                out = out + self.upsample(skip)
+            return out
+        # a 1x1 modulated convolution is a batched matrix product [B, 3, in] @ [B, in, H·W]
+        b, cin, h, wd = x.shape
+        conv = self.conv
+        s = (conv.modulation(w) * conv.scale).to(x.dtype)  # [B, in]
+        wb = conv.weight[0, :, :, 0, 0].to(x.dtype)[None] * s[:, None, :]  # [B, 3, in]
+        up = self._upsample_skip(skip) if skip is not None else None
+        if self.clamp is None and up is not None:
+            return torch.baddbmm((up + self.bias.to(x.dtype)).view(b, 3, h * wd), wb,
+                                 x.reshape(b, cin, h * wd)).view(b, 3, h, wd)
+        out = torch.baddbmm(self.bias.to(x.dtype).view(1, 3, 1), wb, x.reshape(b, cin, h * wd)).view(b, 3, h, wd)
         if self.clamp is not None:
-            out = out.clamp(-self.clamp, self.clamp)
-        if skip is not None:
-            out = out + self.upsample(skip)
-        return out
+            out = out.clamp(-self.clamp, self.clamp) if out.requires_grad else out.clamp_(-self.clamp, self.clamp)
+        return out if up is None else out + up
+
+    def _upsample_skip(self, skip: torch.Tensor) -> torch.Tensor:
+        """`self.upsample(skip)` as one strided transposed convolution (no zero-inserted copy to filter)."""
+        up = self.upsample
+        k = up.kernel.to(skip.dtype)
+        c, kh = skip.shape[1], k.shape[0]
+        if up.factor != 2 or kh != 4 or up.pad != (2, 1):
+            return up(skip)
+        return F.conv_transpose2d(skip, k.flip([0, 1])[None, None].expand(c, 1, kh, kh), stride=2, padding=1, groups=c)
 
 
 def default_channels(resolution: int, channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
@@ -277,8 +356,12 @@ class Generator(nn.Module):
             return [torch.randn(batch, *b.shape[1:], device=b.device, dtype=b.dtype) for b in bufs]
         return bufs
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """ws [B, num_ws, w_dim] (or [B, 1, w_dim] / [B, w_dim], broadcast to every layer) -> [B, 3, H, W]."""
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool = True) -> torch.Tensor:
+        """ws [B, num_ws, w_dim] (or [B, 1, w_dim] / [B, w_dim], broadcast to every layer) -> [B, 3, H, W].
+
+        `fused=False` runs the plain layer-by-layer formulas (style on the activations, separate bias, noise,
+        activation and gain); the default folds them together and is faster. Both give the same images.
+        """
         if ws.ndim == 2:
             ws = ws[:, None]
         if ws.ndim != 3 or ws.shape[2] != self.w_dim or ws.shape[1] not in (1, self.num_ws):
@@ -288,13 +371,13 @@ class Generator(nn.Module):
         ws = ws.to(dtype).expand(-1, self.num_ws, -1)
         noise = self.make_noise(noise_mode, ws.shape[0])
         x = self.input(ws.shape[0])
-        x = self.conv1(x, ws[:, 0], noise[0])
-        img = self.to_rgb1(x, ws[:, 1])
+        x = self.conv1(x, ws[:, 0], noise[0], fused)
+        img = self.to_rgb1(x, ws[:, 1], fused=fused)
         i = 1
         for up, conv, to_rgb, n1, n2 in zip(self.convs[::2], self.convs[1::2], self.to_rgbs, noise[1::2], noise[2::2]):
-            x = up(x, ws[:, i], n1)
-            x = conv(x, ws[:, i + 1], n2)
-            img = to_rgb(x, ws[:, i + 2], img)
+            x = up(x, ws[:, i], n1, fused)
+            x = conv(x, ws[:, i + 1], n2, fused)
+            img = to_rgb(x, ws[:, i + 2], img, fused)
             i += 2
         return img
 

@@ -156,3 +156,43 @@ def test_bfloat16_runs_and_stays_close():
     assert out.dtype == torch.bfloat16
     err = (out.float() - ref).abs()
     assert err.mean() < 0.03 * ref.abs().mean() and err.max() < 0.1 * ref.abs().max()
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[1:], ids=lambda c: f"res{c['resolution']}")
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_synthesis_matches_plain_with_gradients(cfg, batch):
+    # covers both fused branches: weight folding on large maps, input-side style on small ones
+    torch.manual_seed(1)
+    G = Generator(**cfg)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise.weight"):
+                p.copy_(torch.randn(p.shape) * 0.3)
+            elif name.endswith("bias"):
+                p.add_(torch.randn(p.shape) * 0.1)
+    for mode in ("const", "none"):
+        ws = torch.randn(batch, G.num_ws, G.w_dim)
+        with torch.no_grad():
+            assert (G.synthesis(ws, mode) - G.synthesis(ws, mode, fused=False)).abs().max() < 1e-4
+        grads = []
+        for fused in (True, False):
+            G.zero_grad()
+            w = ws.clone().requires_grad_(True)
+            img = G.synthesis(w, mode, fused=fused)
+            (img * torch.linspace(-1, 1, img.numel()).view_as(img)).sum().backward()
+            grads.append([w.grad] + [p.grad.clone() for p in G.parameters() if p.grad is not None])
+        assert len(grads[0]) == len(grads[1]) > 10
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(b.abs().max())))
+
+
+def test_fused_synthesis_under_inference_mode_and_bfloat16():
+    G = tiny()
+    ws = torch.randn(2, G.num_ws, G.w_dim)
+    with torch.inference_mode():
+        a = G.synthesis(ws)
+    assert (a - G.synthesis(ws, fused=False)).abs().max() < 1e-4
+    Gb = tiny().to(torch.bfloat16)
+    out = Gb.synthesis(ws)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - a).abs().mean() < 0.03 * a.abs().mean()

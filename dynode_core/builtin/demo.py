@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .._files import atomic_write as _atomic_write
+from .._threads import thread_scope
 from ..alignment import align_faces, faces_available, paste_faces
 from ..checkpoints import load_generator
 from ..codes import save_codes
@@ -286,14 +287,20 @@ def _stage_write(out: Path, cfg: DemoConfig, clip: _Clip, seed: int, G, codes, p
 
 def run_demo(out: str | Path, quick: bool = False, device: str | torch.device = "cpu", seed: int = 0,
              config: DemoConfig | None = None, progress: Callable[[str], object] | None = None,
-             log: Callable[[str], None] = print, faces: bool | None = None) -> dict:
+             log: Callable[[str], None] = print, faces: bool | None = None, threads: int | None = None) -> dict:
     """Run the demo, write its files into `out`, and return the metrics (also written to metrics.json).
 
     `progress(description)` must return a context manager yielding a `progress(done, total)` callback (or
     None); the CLI passes tqdm bars. `quick=True` uses tiny settings (a smoke test, seconds). faces: None
     uses the moving scene, alignment and paste-back when the `faces` extra is installed; False forces the
-    crop-only path (the face rendered straight into the generator's framing).
+    crop-only path (the face rendered straight into the generator's framing). threads: CPU threads (default:
+    the thread policy's choice for the 64-px built-in generator, one).
     """
+    with thread_scope(threads, resolution=64):
+        return _run_demo(out, quick, device, seed, config, progress, log, faces)
+
+
+def _run_demo(out, quick, device, seed, config, progress, log, faces) -> dict:
     from ..dynamics import fit_dynamics  # the dynamics module registers itself in the package
 
     cfg = config or (QUICK if quick else DemoConfig())
