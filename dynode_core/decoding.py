@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from ._memory import reuse_freed_memory
 from ._threads import thread_scope
 from .codes import check_codes
 from .errors import Cancelled  # noqa: F401  (imported from here before errors.py existed)
@@ -29,7 +30,7 @@ def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_m
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n = codes.shape[0]
     out = []
-    with torch.inference_mode(), thread_scope(threads, G.resolution, min(batch_size, n)):
+    with torch.inference_mode(), thread_scope(threads, G.resolution, min(batch_size, n)), reuse_freed_memory():
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise Cancelled(f"decoding cancelled after {start} of {n} frames")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._memory import reuse_freed_memory
 from ._threads import thread_scope
 from .decoding import Cancelled, decode
 from .metrics import psnr
@@ -183,7 +184,7 @@ def invert(G: nn.Module, frames: torch.Tensor, space: str = "w+", steps: int = 3
 
     n_frames = frames.shape[0] if isinstance(frames, torch.Tensor) and frames.ndim == 4 else 1
     with torch.inference_mode(False), torch.enable_grad(), _grad_ready(G) as G, \
-            thread_scope(threads, G.resolution, min(batch_size, n_frames)):
+            thread_scope(threads, G.resolution, min(batch_size, n_frames)), reuse_freed_memory():
         device = G.device
         target = _prepare_frames(G, frames).to(device)
         T = target.shape[0]

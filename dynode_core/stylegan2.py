@@ -133,9 +133,10 @@ class ModulatedConv2d(nn.Module):
         """`gain * (forward(x, w) + bias)` with style, demodulation and gain folded into one per-sample weight.
 
         Folding costs a pass over the weight (out·in·k² per sample) and saves one over the input (in·H·W), so
-        it is done only where the weight is the smaller of the two; small maps keep the input-side style and
-        fold demodulation, gain and bias into one pass after the convolution instead. Batches > 1 with a
-        folded weight run as one grouped convolution.
+        it is done only where the weight is the smaller of the two, and not under autograd (a per-sample weight
+        that depends on the style would add a weight-gradient convolution to every backward pass). Otherwise
+        the style scales the input and demodulation, gain and bias are one pass after the convolution.
+        Batches > 1 with a folded weight run as one grouped convolution.
         """
         b, cin, h, wd = x.shape
         weight = self.weight[0].to(x.dtype)  # [out, in, k, k]
@@ -147,7 +148,8 @@ class ModulatedConv2d(nn.Module):
             g = g * torch.rsqrt(s.float().square() @ w2.t() + 1e-8)  # [B, out]
         g = g.to(x.dtype)
         bias = None if bias is None else (bias * gain).to(x.dtype)
-        if b == 0 or cout * k * k > h * wd:  # small map: style the input, scale the output
+        track = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
+        if b == 0 or track or cout * k * k > h * wd:  # style the input, scale the output
             x = x * s[:, :, None, None].to(x.dtype)
             if self.upsample:
                 x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
