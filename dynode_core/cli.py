@@ -16,10 +16,9 @@ import torch
 from . import _guard as g
 from ._limits import check as _check_limit
 from ._threads import thread_scope
+from .clip import IDENTITY_KEYS as _IDENTITY
 
 __all__ = ["main"]
-
-_IDENTITY = ("w_dim", "num_ws", "resolution", "generator")
 
 
 class CLIError(ValueError):
@@ -82,42 +81,33 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def _parse_layers(text: str | None) -> range | list[int] | None:
-    """'0:4' -> range(0, 4); '1,3,5' -> [1, 3, 5]."""
-    if not text:
-        return None
+def _parse_layers(text: str | None) -> slice | list[int] | None:
+    """--layers in the library's syntax (`editing.parse_layers`): '0:4', '4:', '1,3,5'."""
+    from .editing import parse_layers
+
+    if text and len(text) > 4096:
+        raise CLIError("--layers is too long")
     try:
-        if ":" in text:
-            a, b = text.split(":", 1)
-            layers = range(int(a or 0), int(b))
-            if len(layers) == 0 or layers.start < 0:
-                raise ValueError
-        else:
-            layers = [int(x) for x in text.split(",")]
+        layers = parse_layers(text)
+    except ValueError as e:
+        raise CLIError(f"--{e}") from None
+    if isinstance(layers, slice) and (layers.start or 0) < 0:
+        raise CLIError(f"--layers {text!r}: layer indices start at 0")
+    if isinstance(layers, list):
         _check_limit("NUM_WS", len(layers), "the number of --layers")
-        return layers
-    except ValueError:
-        raise CLIError(f"--layers expects start:stop with 0 <= start < stop, or a comma list of layer indices, "
-                       f"got {text!r}") from None
+    return layers
 
 
 def _parse_times(text: str | None) -> list[float] | None:
-    if not text:
-        return None
-    items = [x for x in text.replace(" ", "").split(",") if x]
-    _check_limit("FRAMES", len(items), "the number of --times")
+    """--times in the library's syntax (`times.parse_times`), the same as the Sample Times node's."""
+    from .times import parse_times
+
+    if text:
+        _check_limit("FRAMES", text.count(",") + text.count(";") + 1, "the number of --times")
     try:
-        times = [float(x) for x in items]
-    except ValueError:
-        raise CLIError(f"--times expects comma-separated numbers, got {text[:80]!r}") from None
-    if not all(math.isfinite(t) for t in times):
-        raise CLIError("--times must be finite numbers (no nan / inf)")
-    return times
-
-
-def _identity(meta: dict) -> dict:
-    """The generator-identity entries of a code file's metadata (carried into files derived from it)."""
-    return {k: meta[k] for k in _IDENTITY if k in meta}
+        return parse_times(text)
+    except ValueError as e:
+        raise CLIError(f"--{e}") from None
 
 
 def _need_file(path: str, what: str) -> Path:
@@ -196,9 +186,8 @@ def cmd_fit(args) -> None:
     log(f"fitting {args.kind} dynamics to {f.codes.shape[0]} codes {list(f.codes.shape[1:])}")
     t0 = time.perf_counter()
     with progress_bar(f"fit {args.kind}", args.quiet) as bar:
-        dyn = fit_dynamics(f.times, f.codes.to(resolve_device(args.device)), kind=args.kind, progress=bar,
-                           **options)
-    dyn.metadata = _identity(f.metadata)  # so `dynode sample` stamps its output without --codes
+        # the clip's generator identity becomes dyn.metadata, so `dynode sample` stamps its output
+        dyn = fit_dynamics(f.to(resolve_device(args.device)), kind=args.kind, progress=bar, **options)
     dyn.save(args.out)
     log(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)")
 
@@ -241,6 +230,7 @@ def _load_dyn(path: str):
 
 def cmd_sample(args) -> None:
     from .codes import load_codes, save_codes
+    from .trajectory import sample_clip
 
     dyn = _load_dyn(args.dynamics)
     src = load_codes(_need_file(args.codes, "codes file")) if args.codes else None
@@ -255,33 +245,33 @@ def cmd_sample(args) -> None:
         z0 = zf.codes[:1]
         meta = {**zf.metadata, **dyn.metadata} if not args.force else zf.metadata
     times = _grid(args, src.times if src is not None else dyn.times)
-    codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=False if args.no_keyframes else None)
-    save_codes(args.out, codes, times, metadata=_identity(meta))
-    _log(args)(f"wrote {args.out}: codes {list(codes.shape)} at {len(times)} times "
+    out = sample_clip(dyn, times, z0=z0, seed=args.seed, keyframes=args.keyframes)
+    save_codes(args.out, out.replace(metadata={k: meta[k] for k in _IDENTITY if k in meta}))
+    _log(args)(f"wrote {args.out}: codes {list(out.codes.shape)} at {len(times)} times "
                f"[{float(times[0]):.3g} .. {float(times[-1]):.3g}]")
 
 
 def cmd_edit(args) -> None:
     from .codes import load_codes, save_codes
     from .editing import edit_all, edit_initial, load_direction
+    from .trajectory import sample_clip
 
     f = load_codes(_need_file(args.codes, "codes file"))
     d = load_direction(args.direction, index=args.index, normalize=args.normalize)
     layers = _parse_layers(args.layers)
     if args.mode == "all":
-        codes, times = edit_all(f.codes, d, args.strength, layers=layers), f.times
+        out = edit_all(f, d, args.strength, layers=layers)
     else:
         if not args.dynamics:
             raise CLIError("--mode initial carries the edit through the clip with the fitted dynamics: "
                            "give --dynamics DYN.safetensors (or use --mode all)")
         dyn = _load_dyn(args.dynamics)
         _check_identity(f.metadata, dyn.metadata, f"codes {args.codes}", f"--dynamics {args.dynamics}", args.force)
-        z0 = edit_initial(f.codes, d, args.strength, layers=layers)
-        times = _grid(args, f.times)
-        codes = dyn.sample(times, z0=z0, seed=args.seed, keyframes=args.keyframes)
-    save_codes(args.out, codes, times, metadata={**_identity(f.metadata), "edit": Path(str(args.direction)).stem,
-                                                 "strength": args.strength, "edit_mode": args.mode})
-    _log(args)(f"wrote {args.out}: edited codes {list(codes.shape)}")
+        z0 = edit_initial(f, d, args.strength, layers=layers)
+        out = sample_clip(dyn, _grid(args, f.times), z0=z0, seed=args.seed, keyframes=args.keyframes)
+    save_codes(args.out, out.replace(metadata={**f.identity, "edit": Path(str(args.direction)).stem,
+                                               "strength": args.strength, "edit_mode": args.mode}))
+    _log(args)(f"wrote {args.out}: edited codes {list(out.codes.shape)}")
 
 
 def cmd_decode(args) -> None:
@@ -431,9 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=g.nonneg_int, default=None, help="SDE sample seed")
     sp.add_argument("--force", action="store_true",
                     help="use --codes / --z0 even if their generator stamp differs from the dynamics file's")
-    sp.add_argument("--no-keyframes", action="store_true",
-                    help="pure initial-value model: run the dynamics from the first code (or --z0) without "
-                         "pinning the path to the observed codes")
+    sp.add_argument("--keyframes", action=argparse.BooleanOptionalAction, default=None,
+                    help="--keyframes: the path passes through the observed codes (moved by --z0's offset); "
+                         "--no-keyframes: the pure initial-value model, the dynamics alone from the first code "
+                         "(or --z0). Default: as the dynamics were fitted (their keyframes option)")
     grid(sp)
     common(sp, device=False)
     sp.set_defaults(func=cmd_sample, out_suffixes=(".safetensors",))
@@ -449,9 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="initial: edit the first code and run the dynamics from it (needs --dynamics); "
                          "all: the same offset on every code")
     sp.add_argument("--dynamics", help="dynamics file from `dynode fit` (for --mode initial)")
-    sp.add_argument("--keyframes", action="store_true",
-                    help="--mode initial: pin the path to the observed codes moved by the edit, instead of "
-                         "running the learned dynamics alone from the edited first code (the paper's recipe)")
+    sp.add_argument("--keyframes", action=argparse.BooleanOptionalAction, default=False,
+                    help="--mode initial: --keyframes pins the path to the observed codes moved by the edit; "
+                         "--no-keyframes (default) runs the learned dynamics alone from the edited first code "
+                         "(the paper's recipe)")
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
     sp.add_argument("--seed", type=g.nonneg_int, default=None)
     sp.add_argument("--force", action="store_true",

@@ -8,23 +8,29 @@ import torch
 
 from ._memory import reuse_freed_memory
 from ._threads import thread_scope
-from .codes import check_codes
-from .errors import Cancelled  # noqa: F401  (imported from here before errors.py existed)
+from .clip import Clip
+from .codes import check_codes, generator_fingerprint
+from .errors import Cancelled, GeneratorMismatch  # Cancelled: also imported from here by older code
 
 __all__ = ["decode"]
 
 
-def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",
+def decode(G: torch.nn.Module, codes: torch.Tensor | Clip, batch_size: int = 8, noise_mode: str = "const",
            progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
            threads: int | None = None) -> torch.Tensor:
-    """Render codes [N, L, D] (L = 1 for W or G.num_ws for W+; [N, D] is read as W) -> frames [N, 3, H, W].
+    """Render codes [N, L, D] (L = 1 for W or G.num_ws for W+; [N, D] is read as W), or a Clip's codes,
+    -> frames [N, 3, H, W].
 
-    Frames are float32 on the CPU in about [-1, 1]. `batch_size` codes are rendered at a time (the result
-    does not depend on it). `noise_mode="const"` uses the generator's fixed noise maps so a clip does not
+    Frames are float32 in about [-1, 1], on the generator's device (the device rule: codes are moved to G's
+    device, results stay there). A Clip stamped with another generator's fingerprint is refused
+    (`GeneratorMismatch`; re-stamp it with `clip.stamped(G)` if it really belongs to G). `batch_size` codes
+    are rendered at a time (the result does not depend on it). `noise_mode="const"` uses the generator's fixed noise maps so a clip does not
     flicker; "random" draws new noise per frame, "none" drops it. `progress(done, total)` is called after
     each chunk; `cancel()` returning True stops with `Cancelled`. `threads` CPU threads are used (default:
     one for small images, else torch's setting; see `dynode_core._threads`).
     """
+    if isinstance(codes, Clip):
+        _check_identity(codes, G)
     codes = check_codes(codes, G)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -35,8 +41,15 @@ def decode(G: torch.nn.Module, codes: torch.Tensor, batch_size: int = 8, noise_m
             if cancel is not None and cancel():
                 raise Cancelled(f"decoding cancelled after {start} of {n} frames")
             chunk = codes[start:start + batch_size].to(G.device)
-            out.append(G.synthesis(chunk, noise_mode=noise_mode).float().cpu())
+            out.append(G.synthesis(chunk, noise_mode=noise_mode).float())
             if progress is not None:
                 progress(min(start + batch_size, n), n)
     # Leave inference mode: the frames may feed into autograd later (e.g. as inversion targets).
     return torch.cat(out)
+
+
+def _check_identity(clip: Clip, G: torch.nn.Module) -> None:
+    if clip.generator is not None and clip.generator != generator_fingerprint(G):
+        raise GeneratorMismatch(f"these codes were made with another generator (fingerprint {clip.generator}, "
+                                f"this one is {generator_fingerprint(G)}); they would decode to different images. "
+                                f"Decode them with their own generator, or re-stamp with clip.stamped(G)")

@@ -21,9 +21,11 @@ from safetensors import SafetensorError, safe_open
 from ._limits import check
 from ._torchzip import scan_torch_zip
 
+from .clip import Clip
 from .errors import MissingEntry, OutOfRange
 
-__all__ = ["load_direction", "builtin_directions", "edit_initial", "edit_all", "flicker", "temporal_consistency"]
+__all__ = ["load_direction", "builtin_directions", "edit_initial", "edit_all", "parse_layers", "layer_range", "flicker",
+           "temporal_consistency"]
 
 _DIRECTIONS = Path(__file__).resolve().parent / "assets" / "directions"
 # Keys tried, in order, in multi-tensor files: our own format, InterFaceGAN, GANSpace (latent components).
@@ -172,25 +174,57 @@ def _as_codes(codes: torch.Tensor) -> tuple[torch.Tensor, int]:
     return codes, codes.ndim
 
 
-def edit_initial(codes_or_z0: torch.Tensor, direction: torch.Tensor, strength: float,
-                 layers: Sequence[int] | slice | range | None = None) -> torch.Tensor:
+def edit_initial(codes_or_z0: torch.Tensor | Clip, direction: torch.Tensor, strength: float,
+                 layers: Sequence[int] | slice | range | None = None) -> torch.Tensor | Clip:
     """The first code moved along `direction`: codes [T, L, D] (or a single code z0 [L, D]) -> [1, L, D].
 
     Feed the result to the dynamics to carry the edit through the clip: `dyn.sample(times, z0=edited)`.
     `layers` (indices, a range or a slice of W+ layers) limits the edit, e.g. range(0, 4) for coarse layers.
+    Given a Clip, returns a one-frame Clip (the first time, the clip's metadata).
     """
+    if isinstance(codes_or_z0, Clip):
+        first = codes_or_z0.select(0)
+        return first.with_codes(edit_initial(first.codes, direction, strength, layers))
     codes, ndim = _as_codes(codes_or_z0)
     z0 = codes[:1] if ndim == 3 else codes[None]
     return z0 + _offset(z0, direction, strength, layers)
 
 
-def edit_all(codes: torch.Tensor, direction: torch.Tensor, strength: float,
-             layers: Sequence[int] | slice | range | None = None) -> torch.Tensor:
-    """Every code moved by the same offset. codes [T, L, D] -> [T, L, D]."""
+def edit_all(codes: torch.Tensor | Clip, direction: torch.Tensor, strength: float,
+             layers: Sequence[int] | slice | range | None = None) -> torch.Tensor | Clip:
+    """Every code moved by the same offset. codes [T, L, D] -> [T, L, D] (a Clip gives a Clip)."""
+    if isinstance(codes, Clip):
+        return codes.with_codes(edit_all(codes.codes, direction, strength, layers))
     codes, ndim = _as_codes(codes)
     if ndim != 3:
         raise ValueError(f"edit_all needs codes [T, L, D], got {list(codes.shape)}")
     return codes + _offset(codes, direction, strength, layers)
+
+
+def parse_layers(text: str | None) -> slice | list[int] | None:
+    """W+ layers written as text (the CLI's --layers): 'start:stop' (either end may be left out, stop
+    exclusive) -> slice; '1,3,5' -> [1, 3, 5]; '' or None -> None (every layer)."""
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).replace(" ", "")
+    try:
+        if ":" in text:
+            a, b = text.split(":", 1)
+            return slice(int(a) if a else None, int(b) if b else None)
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise ValueError(f"layers must be start:stop or a comma list of layer indices (e.g. 0:4 or 1,3,5), "
+                         f"got {text!r}") from None
+
+
+def layer_range(first: int, last: int, n_layers: int) -> range | None:
+    """Layers first..last inclusive (last = -1: the last layer) of codes with `n_layers` layers -> a range, or
+    None when that is every layer. Bounds outside the codes raise ValueError."""
+    stop = n_layers if last < 0 else last + 1
+    if first < 0 or first >= stop or stop > n_layers:
+        raise ValueError(f"layers {first}..{last} do not fit codes with {n_layers} layers "
+                         f"(valid: 0..{n_layers - 1}, -1 = last)")
+    return None if (first == 0 and stop == n_layers) else range(first, stop)
 
 
 def flicker(frames: torch.Tensor) -> float:

@@ -14,7 +14,7 @@ import torch
 
 from ._limits import check
 
-__all__ = ["sample_times", "keyframe_mask"]
+__all__ = ["sample_times", "keyframe_mask", "parse_times"]
 
 
 def _as_times(values, name: str) -> torch.Tensor:
@@ -84,3 +84,21 @@ def keyframe_mask(times: torch.Tensor, keyframe_times: Sequence[float] | torch.T
     t = torch.as_tensor(times, dtype=torch.float64).flatten()
     key = _as_times(keyframe_times, "keyframe_times")
     return ((t[:, None] - key[None, :]).abs() <= atol).any(dim=1)
+
+
+def parse_times(text: str | None) -> list[float] | None:
+    """Times written as text (the CLI's --times, the Sample Times node's extra_times): numbers separated by
+    commas, semicolons or spaces, e.g. '0.1, 2.5' -> [0.1, 2.5]; '' or None -> None."""
+    if text is None:
+        return None
+    parts = str(text).replace(";", ",").replace(" ", ",").split(",")
+    try:
+        values = [float(p) for p in parts if p.strip()]
+    except ValueError:
+        raise ValueError(f"times must be numbers (seconds) separated by commas, e.g. '0.1, 2.5'; got {text!r}") from None
+    if not values:
+        return None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"times must be finite numbers, got {bad} in {text!r}")
+    return values

@@ -24,11 +24,7 @@ from ._files import atomic_folder as _atomic_folder
 from ._files import atomic_write as _atomic_write
 from ._limits import LimitError, check, limit
 
-try:
-    from .errors import VideoError
-except ImportError:  # until errors.py lands
-    class VideoError(ValueError):
-        """A video, GIF or image folder that cannot be read or written as asked."""
+from .errors import VideoError
 
 __all__ = ["read_video", "write_video", "write_image", "frames_to_uint8", "frames_from_uint8", "to_rgb",
            "resize_frames"]
