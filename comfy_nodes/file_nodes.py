@@ -7,7 +7,8 @@ import os
 import dynode_core as dc
 
 from . import _runtime
-from .sockets import CODES, DYNAMICS, GENERATOR, Codes
+from ._schema import Choice, Output, Socket, Text, node
+from .sockets import CODES, DYNAMICS, GENERATOR
 
 CODES_SUFFIX = ".codes.safetensors"
 DYNAMICS_SUFFIX = ".dynamics.safetensors"
@@ -27,102 +28,69 @@ def _mtime(name: str) -> float:
         return float("nan")
 
 
+def _user_files() -> list[str]:
+    return _runtime.list_user_files(".safetensors")
+
+
+@node("DynodeSaveCodes", "Save Codes (DynODE)", category="DynODE/files", output_node=True,
+      description="Save codes, their times and their generator stamp to ComfyUI/output/ as "
+                  "<prefix>_00001.codes.safetensors.",
+      inputs=[
+          Socket("codes", CODES, "The codes to save."),
+          Text("filename_prefix", "dynode/codes", "File name start, relative to ComfyUI/output/ (a subfolder is "
+               "allowed)."),
+          Socket("generator", GENERATOR, "The generator the codes belong to: stamps the file so that loading it "
+                 "with another generator is an error (codes from Invert are stamped already).", optional=True),
+      ])
 class SaveCodes:
-    DESCRIPTION = "Save codes and their times to ComfyUI/output/ as <prefix>_00001.codes.safetensors."
-    CATEGORY = "DynODE/files"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
-    FUNCTION = "save"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "codes": (CODES, {"tooltip": "The codes to save."}),
-                "filename_prefix": ("STRING", {"default": "dynode/codes", "tooltip": "File name start, relative "
-                                               "to ComfyUI/output/ (a subfolder is allowed)."}),
-            },
-            "optional": {
-                "generator": (GENERATOR, {"tooltip": "The generator the codes belong to: stamps the file so that "
-                                                     "loading it with another generator is an error."}),
-            },
-        }
-
-    def save(self, codes, filename_prefix, generator=None):
+    def run(self, codes, filename_prefix, generator=None):
         path = _runtime.next_output_path(filename_prefix, CODES_SUFFIX)
-        dc.save_codes(path, codes.codes, codes.times, G=generator)
+        dc.save_codes(path, codes, G=generator)
         return _saved(path)
 
 
+@node("DynodeLoadCodes", "Load Codes (DynODE)", category="DynODE/files",
+      description="Load codes saved by Save Codes or by the dynode CLI (.safetensors with codes [T, L, D] and "
+                  "times).",
+      inputs=[
+          Choice("file", _user_files, "A .safetensors codes file from ComfyUI/input/ or, marked [output], from "
+                 "ComfyUI/output/."),
+          Socket("generator", GENERATOR, "Check that the codes were made with this generator (same layers, same "
+                 "width, same weights).", optional=True),
+      ],
+      outputs=[Output("codes", CODES, "The codes, their times and their generator stamp.")])
 class LoadCodes:
-    DESCRIPTION = "Load codes saved by Save Codes or by the dynode CLI (.safetensors with codes [T, L, D] and times)."
-    CATEGORY = "DynODE/files"
-    RETURN_TYPES = (CODES,)
-    RETURN_NAMES = ("codes",)
-    OUTPUT_TOOLTIPS = ("The codes and their times.",)
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "file": (_runtime.list_user_files(".safetensors"), {"tooltip": "A .safetensors codes file from "
-                         "ComfyUI/input/ or, marked [output], from ComfyUI/output/."}),
-            },
-            "optional": {
-                "generator": (GENERATOR, {"tooltip": "Check that the codes were made with this generator "
-                                                     "(same layers, same width, same weights)."}),
-            },
-        }
-
     @classmethod
     def IS_CHANGED(cls, file, generator=None):
         return _mtime(file)
 
-    def load(self, file, generator=None):
-        f = dc.load_codes(_runtime.user_file_path(file), G=generator)
-        return (Codes(f.codes.to(_runtime.output_device()), f.times),)
+    def run(self, file, generator=None):
+        return (dc.load_codes(_runtime.user_file_path(file), G=generator).to(_runtime.output_device()),)
 
 
+@node("DynodeSaveDynamics", "Save Dynamics (DynODE)", category="DynODE/files", output_node=True,
+      description="Save fitted dynamics to ComfyUI/output/ as <prefix>_00001.dynamics.safetensors.",
+      inputs=[
+          Socket("dynamics", DYNAMICS, "Fitted dynamics from Fit Dynamics."),
+          Text("filename_prefix", "dynode/dynamics", "File name start, relative to ComfyUI/output/ (a subfolder "
+               "is allowed)."),
+      ])
 class SaveDynamics:
-    DESCRIPTION = "Save fitted dynamics to ComfyUI/output/ as <prefix>_00001.dynamics.safetensors."
-    CATEGORY = "DynODE/files"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
-    FUNCTION = "save"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "dynamics": (DYNAMICS, {"tooltip": "Fitted dynamics from Fit Dynamics."}),
-            "filename_prefix": ("STRING", {"default": "dynode/dynamics", "tooltip": "File name start, relative to "
-                                           "ComfyUI/output/ (a subfolder is allowed)."}),
-        }}
-
-    def save(self, dynamics, filename_prefix):
+    def run(self, dynamics, filename_prefix):
         path = _runtime.next_output_path(filename_prefix, DYNAMICS_SUFFIX)
         dynamics.save(path)
         return _saved(path)
 
 
+@node("DynodeLoadDynamics", "Load Dynamics (DynODE)", category="DynODE/files",
+      description="Load dynamics saved by Save Dynamics or by the dynode CLI.",
+      inputs=[Choice("file", _user_files, "A .safetensors dynamics file from ComfyUI/input/ or, marked [output], "
+                     "from ComfyUI/output/.")],
+      outputs=[Output("dynamics", DYNAMICS, "The fitted dynamics, ready for Sample Trajectory.")])
 class LoadDynamics:
-    DESCRIPTION = "Load dynamics saved by Save Dynamics or by the dynode CLI."
-    CATEGORY = "DynODE/files"
-    RETURN_TYPES = (DYNAMICS,)
-    RETURN_NAMES = ("dynamics",)
-    OUTPUT_TOOLTIPS = ("The fitted dynamics, ready for Sample Trajectory.",)
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "file": (_runtime.list_user_files(".safetensors"), {"tooltip": "A .safetensors dynamics file from "
-                     "ComfyUI/input/ or, marked [output], from ComfyUI/output/."}),
-        }}
-
     @classmethod
     def IS_CHANGED(cls, file):
         return _mtime(file)
 
-    def load(self, file):
+    def run(self, file):
         return (dc.load_dynamics(_runtime.user_file_path(file)),)

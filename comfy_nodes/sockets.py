@@ -3,8 +3,8 @@
 | socket                 | value                                                              |
 |------------------------|--------------------------------------------------------------------|
 | DYNODE_GENERATOR       | `dynode_core.Generator` (on the offload device between nodes)      |
-| DYNODE_CODES           | `Codes`: latent codes [T, L, D] and their times [T]                |
-| DYNODE_DYNAMICS_SPEC   | `DynamicsSpec`: a family ("ode"/"cde"/"sde") and its options       |
+| DYNODE_CODES           | `dynode_core.Clip`: codes [T, L, D], times [T], metadata (identity) |
+| DYNODE_DYNAMICS_SPEC   | `DynamicsSpec`: a kind ("ode"/"cde"/"sde") and its options         |
 | DYNODE_DYNAMICS        | a fitted dynamics model (`dc.fit_dynamics(...)` result)            |
 | DYNODE_TIMES           | float32 tensor [N] of times (seconds)                              |
 | DYNODE_DIRECTION       | `Direction`: an edit direction [D] or [L, D] and its name          |
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dynode_core import Clip
+
 GENERATOR = "DYNODE_GENERATOR"
 CODES = "DYNODE_CODES"
 DYNAMICS_SPEC = "DYNODE_DYNAMICS_SPEC"
@@ -25,22 +27,7 @@ DIRECTION = "DYNODE_DIRECTION"
 IMAGE = "IMAGE"
 
 
-@dataclass(frozen=True)
-class Codes:
-    """Latent codes of a clip, codes [T, L, D] (L = 1 for W, num_ws for W+), at times [T] (seconds)."""
-
-    codes: torch.Tensor
-    times: torch.Tensor
-
-    def __post_init__(self):
-        if self.codes.ndim != 3:
-            raise ValueError(f"codes must have shape [T, L, D], got {list(self.codes.shape)}")
-        if self.times.ndim != 1 or self.times.shape[0] != self.codes.shape[0]:
-            raise ValueError(f"times must have shape [{self.codes.shape[0]}] (one per code), "
-                             f"got {list(self.times.shape)}")
-
-    def __len__(self) -> int:
-        return self.codes.shape[0]
+Codes = Clip  # the codes socket's value; `Codes(codes, times)` (the name before Clip) still builds one
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def parse_times(text: str | None) -> list[float] | None:
     try:
         values = [float(p) for p in parts if p.strip()]
     except ValueError:
-        raise ValueError(f"times must be numbers (seconds) separated by commas, e.g. '0.1, 2.5'; got {text!r}") from None
+        raise ValueError(f"times must be comma-separated numbers (seconds), e.g. '0.1, 2.5'; got {text[:80]!r}") from None
     if not values:
         return None
     bad = [v for v in values if not math.isfinite(v)]
