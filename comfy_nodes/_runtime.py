@@ -150,14 +150,48 @@ def list_models(folder: str) -> list[str]:
     return list(c[2].get_filename_list(folder))
 
 
+def _relative_name(name: str) -> str:
+    """A file name as a workflow gives it, refused unless it is a plain relative path (no absolute path, no
+    '..', no NUL): workflows come from other people, and the pack checks them itself."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ValueError(f"invalid file name {name!r}")
+    norm = name.replace("\\", "/")
+    parts = norm.split("/")
+    if os.path.isabs(name) or norm.startswith("/") or ".." in parts or (len(norm) > 1 and norm[1] == ":"):
+        raise ValueError(f"file name {name!r} must be relative to its ComfyUI folder (no absolute path, no '..')")
+    return os.path.join(*[p for p in parts if p not in ("", ".")])
+
+
+def contained_path(root: str, name: str, follow_links: bool = False) -> str:
+    """`root/name` after checking `name` stays inside `root`; with follow_links=False (user files) its real
+    path must stay inside root's real path too, so a symlink cannot lead out of the folder."""
+    rel = _relative_name(name)
+    path = os.path.join(root, rel)
+    if not follow_links:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(path)
+        if os.path.commonpath((real_root, real)) != real_root:
+            raise ValueError(f"{name!r} leads outside the folder {root} (through a symlink); refused")
+    return path
+
+
 def model_path(folder: str, name: str) -> str:
-    """Full path of a file from `list_models(folder)`, or a clear error naming the folders searched."""
+    """Full path of a file from `list_models(folder)`, or a clear error naming the folders searched.
+
+    The name must be a relative path inside one of the folder's registered paths and appear in the folder's
+    list; a symlink placed in a model folder by the machine's owner (a common way to share models) is followed.
+    """
     c = _comfy()
     if c:
         register_folders()
-        path = c[2].get_full_path(folder, name)
-        if path:
-            return path
+        rel = _relative_name(name)
+        if name not in c[2].get_filename_list(folder) and rel.replace(os.sep, "/") not in c[2].get_filename_list(folder):
+            raise FileNotFoundError(f"'{name}' is not in the {folder} model folder(s) {c[2].get_folder_paths(folder)}; "
+                                    "put the file there and refresh the page (R)")
+        for root in c[2].get_folder_paths(folder):
+            path = contained_path(root, rel, follow_links=True)
+            if os.path.isfile(path):
+                return path
         where = c[2].get_folder_paths(folder)
     else:
         where = []
@@ -198,12 +232,16 @@ def list_user_files(suffix: str) -> list[str]:
 def user_file_path(name: str) -> str:
     """Full path of an entry of `list_user_files` (or a plain path outside ComfyUI)."""
     inp, out = user_dirs()
+    if not in_comfyui():
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"'{name}' not found")
+        return name
     if name.endswith(" [output]"):
-        path = os.path.join(out, name[: -len(" [output]")])
+        path = contained_path(out, name[: -len(" [output]")])
     elif name.endswith(" [input]"):
-        path = os.path.join(inp, name[: -len(" [input]")])
+        path = contained_path(inp, name[: -len(" [input]")])
     else:
-        path = os.path.join(inp, name)
+        path = contained_path(inp, name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"'{name}' not found (looked for {path}); pick a file from the list, or refresh "
                                 f"the page (R) after adding one")

@@ -33,7 +33,11 @@ def _direction_names() -> list[str]:
 class LoadDirection:
     def run(self, direction_name, component, normalize):
         if direction_name.startswith(BUILTIN_PREFIX):
-            source = direction_name[len(BUILTIN_PREFIX):]
+            builtin = dc.editing.builtin_directions()
+            name = direction_name[len(BUILTIN_PREFIX):]
+            if name not in builtin:  # never a path: 'builtin: ../x' must not read a file
+                raise ValueError(f"{direction_name!r} is not a built-in direction; they are {sorted(builtin)}")
+            source = builtin[name]
         else:
             source = _runtime.model_path(_runtime.DIRECTION_FOLDER, direction_name)
         vector = dc.load_direction(source, index=None if component < 0 else component, normalize=normalize)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ._limits import limit
 
-__all__ = ["Parser", "finite_float", "nonneg_float", "positive_float", "positive_int", "nonneg_int", "fps",
+__all__ = ["Parser", "harden", "add_overwrite_flags", "finite_float", "nonneg_float", "positive_float", "positive_int", "nonneg_int", "fps",
            "frame_count", "check_outputs", "user_error", "Terminated", "install_signal_handlers", "OUTPUT_DESTS"]
 
 OUTPUT_DESTS = ("out", "dst")
@@ -199,6 +199,24 @@ def add_overwrite_flags(subparsers: argparse._SubParsersAction) -> None:
         dests = {a.dest for a in sp._actions}
         if dests & set(OUTPUT_DESTS) and "overwrite" not in dests:
             sp.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+
+
+# option dests whose plain int / float type is replaced by a checked one (see harden)
+_BY_DEST = {"fps": fps, "max_frames": frame_count, "factor": frame_count, "every": frame_count,
+            "frames": frame_count, "steps": step_count, "iterations": step_count, "batch_size": batch_size}
+
+
+def harden(subparsers: argparse._SubParsersAction) -> None:
+    """Replace every plain `type=int` / `type=float` of every command by a checked type: by option name for
+    the known ones (fps, max_frames, factor, steps, batch_size, ...: positive and bounded), else integers >= 0
+    and finite floats. So a command added later without thinking about it still rejects nan, inf and
+    negative counts."""
+    for sp in subparsers.choices.values():
+        for a in sp._actions:
+            if a.type is int:
+                a.type = _BY_DEST.get(a.dest, nonneg_int)
+            elif a.type is float:
+                a.type = fps if a.dest == "fps" else finite_float
 
 
 # --- one error path ---------------------------------------------------------------------------------------

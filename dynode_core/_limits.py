@@ -26,7 +26,7 @@ LIMITS: dict[str, tuple[int, str]] = {
     "FRAMES": (20000, "frames read from a clip, or times / frames a command produces"),
     "FPS": (1000, "frames per second"),
     "FRAME_PIXELS": (4096 * 4096, "pixels of one frame read from a file"),
-    "CLIP_ELEMENTS": (2**29, "values of a whole clip in memory (frames x 3 x height x width)"),
+    "CLIP_ELEMENTS": (2**28, "values of a whole clip read into memory (frames x 3 x height x width; 1 GiB as float32)"),
     "FILE_BYTES": (2**30, "bytes of a .npz / zip archive's contents once decompressed"),
     "STEPS": (1_000_000, "optimisation steps"),
     "BATCH": (4096, "batch size"),

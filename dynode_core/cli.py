@@ -504,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, device=False)
     sp.set_defaults(func=cmd_convert_perceptual, out_suffixes=(".safetensors",))
     g.add_overwrite_flags(sub)
+    g.harden(sub)  # every plain int / float option of every command (also ones added later) gets checked
     return p
 
 

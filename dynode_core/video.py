@@ -117,9 +117,6 @@ class _Frames:
         check("FRAME_PIXELS", w * h, f"the pixels of one frame of {self.path} ({w}x{h})")
         if self.per_frame is None:
             self.per_frame = 3 * w * h
-            check("CLIP_ELEMENTS", self.per_frame * min(self.cap, limit("FRAMES")),
-                  f"the values of {min(self.cap, limit('FRAMES'))} frames of {w}x{h} from {self.path} "
-                  "(read fewer with max_frames / --max-frames)")
 
     def add(self, array: np.ndarray, repeat: int = 1) -> None:
         for _ in range(repeat):
@@ -127,6 +124,10 @@ class _Frames:
                 if not self.explicit:
                     check("FRAMES", len(self.items) + 1, f"the frames of {self.path} (read fewer with --max-frames)")
                 return
+            if self.per_frame:
+                n = len(self.items) + 1
+                check("CLIP_ELEMENTS", n * self.per_frame, f"the values of {n} frames from {self.path} "
+                      "(read fewer with max_frames / --max-frames, or smaller frames)")
             self.items.append(array)
 
     def tensor(self) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 
 __all__ = ["VideoError", "VideoReader", "VideoWriter", "probe_video"]
 
+from ._limits import check
 from .video import VideoError
 
 
@@ -75,6 +76,10 @@ class VideoReader:
         steps: list[float] = []
         try:
             for frame in self._container.decode(self._stream):
+                if count == 0:  # bounds before decoding (docs/security.md)
+                    check("FRAME_PIXELS", frame.width * frame.height, f"the pixels of a frame of {self.path}")
+                if not max_frames:
+                    check("FRAMES", count + 1, f"the frames of {self.path} (read fewer with max_frames / --max-frames)")
                 img = frame.to_ndarray(format="rgb24")
                 if size is None:
                     size = img.shape[:2]

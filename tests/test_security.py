@@ -221,3 +221,51 @@ def test_tensor_layout_checks():
         check_tensor_layout((-2, 3), (3, 1), 0, 6)
     with pytest.raises(_limits.LimitError):
         check_tensor_layout((10**6, 10**6), (0, 0), 0, 1)
+
+
+# --- ComfyUI file inputs -------------------------------------------------------------------------------------
+
+def test_comfy_file_inputs_stay_inside_comfyui_folders(tmp_path, monkeypatch):
+    import types
+    from comfy_nodes import _runtime
+    from comfy_nodes.edit_nodes import LoadDirection
+
+    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
+    for d in (inp, out, models / "stylegan_directions"):
+        d.mkdir(parents=True)
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.ones(128, np.float32))
+    (inp / "ok.codes.safetensors").write_bytes(b"x")
+    (inp / "link.codes.safetensors").symlink_to(secret)
+    fp = types.SimpleNamespace(models_dir=str(models), folder_names_and_paths={},
+                               get_input_directory=lambda: str(inp), get_output_directory=lambda: str(out))
+    fp.get_filename_list = lambda folder: sorted(os.listdir(fp.folder_names_and_paths[folder][0][0]))
+    fp.get_full_path = lambda folder, name: os.path.join(fp.folder_names_and_paths[folder][0][0], name)
+    fp.get_folder_paths = lambda folder: list(fp.folder_names_and_paths[folder][0])
+    monkeypatch.setattr(_runtime, "_comfy", lambda: (None, None, fp))
+
+    assert _runtime.user_file_path("ok.codes.safetensors") == str(inp / "ok.codes.safetensors")
+    for bad in ("../secret.npy", str(secret), "link.codes.safetensors", "../output/../secret.npy [output]",
+                "a/../../secret.npy", "x\0y"):
+        with pytest.raises(ValueError):
+            _runtime.user_file_path(bad)
+    for bad in ("../../secret.npy", str(secret)):
+        with pytest.raises((ValueError, FileNotFoundError)):
+            _runtime.model_path(_runtime.DIRECTION_FOLDER, bad)
+    for bad in ("builtin: ../../../secret.npy", f"builtin: {secret}", "builtin: nope"):
+        with pytest.raises(ValueError, match="not a built-in direction"):
+            LoadDirection().load(bad, -1, False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smile").mkdir()  # a folder named like a built-in direction does not hide it
+    (d,) = LoadDirection().load("builtin: smile", -1, False)
+    assert torch.isfinite(d.vector if hasattr(d, "vector") else d[0]).all()
+
+
+def test_clip_size_is_checked_frame_by_frame(tmp_path, monkeypatch):
+    for i in range(5):
+        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(tmp_path / f"f{i}.png")
+    assert read_video(tmp_path)[0].shape[0] == 5  # a long default cap does not refuse short clips
+    monkeypatch.setenv("DYNODE_MAX_CLIP_ELEMENTS", str(3 * 32 * 32 * 4))
+    with pytest.raises(_limits.LimitError, match="5 frames"):
+        read_video(tmp_path)
+    assert read_video(tmp_path, max_frames=4)[0].shape[0] == 4
