@@ -254,10 +254,10 @@ def test_comfy_file_inputs_stay_inside_comfyui_folders(tmp_path, monkeypatch):
             _runtime.model_path(_runtime.DIRECTION_FOLDER, bad)
     for bad in ("builtin: ../../../secret.npy", f"builtin: {secret}", "builtin: nope"):
         with pytest.raises(ValueError, match="not a built-in direction"):
-            LoadDirection().load(bad, -1, False)
+            LoadDirection().run(bad, -1, False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "smile").mkdir()  # a folder named like a built-in direction does not hide it
-    (d,) = LoadDirection().load("builtin: smile", -1, False)
+    (d,) = LoadDirection().run("builtin: smile", -1, False)
     assert torch.isfinite(d.vector if hasattr(d, "vector") else d[0]).all()
 
 
