@@ -53,7 +53,7 @@ class LowRankBasis(nn.Module):
 
     def decode(self, y: torch.Tensor) -> torch.Tensor:
         """coordinates [N, k] -> [N, F] (inside the span)"""
-        return (y * self.scale) @ self.directions + self.mean
+        return torch.addmm(self.mean, y * self.scale, self.directions)
 
     def outside(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, F] -> the part of each code the basis does not represent, [N, F]"""

@@ -186,33 +186,72 @@ def pace_weights(knots: torch.Tensor, distances: torch.Tensor, q: torch.Tensor) 
 
 
 def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.5,
-                   max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None) -> float:
-    """Tension from leave-one-out cross-validation over `TENSIONS`: each interior knot is predicted from the
-    others. Of the tensions whose error is within `tolerance` of the best, the highest is taken: the straightest
-    safe choice, a curve must cut the error by a third to be chosen (jerky clips get near-linear paths,
-    smooth clips get curves; docs/dynamics.md).
-    values [T, C] (e.g. basis coordinates); at most `max_folds` knots are left out, evenly spread, each
-    predicted from the `reach` knots on either side (a knot further away changes a spline by < 1e-6).
+                   max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None) -> list[float]:
+    """A tension per column of values [T, C] (e.g. per basis direction) from leave-one-out cross-validation
+    over `TENSIONS`: each interior knot is predicted from the others. Per column, of the tensions whose error
+    is within `tolerance` of that column's best, the highest is taken: the straightest safe choice, a curve
+    must cut the error by a third to be chosen. A slow head turn gets curves, a jerky mouth straight segments.
+    At most `max_folds` knots are left out, evenly spread, each predicted from the `reach` knots on either
+    side (a knot further away changes a spline by < 1e-6).
     paced: the keyframes [T, F] whose distances pace the gaps (`pace_weights`); None: no pacing.
     """
     knots = knots.detach().to("cpu", torch.float64)
     values = values.detach().to("cpu", torch.float64)
     if paced is not None:
         paced = paced.detach().to("cpu", torch.float64)
-    T = len(knots)
+    T, C = values.shape
     if T < 4:
-        return TENSIONS[-1]
+        return [TENSIONS[-1]] * C
     folds = torch.linspace(1, T - 2, min(max_folds, T - 2)).round().long().unique().tolist()
-    errors = []
-    for p in TENSIONS:
-        err = 0.0
-        for j in folds:
-            keep = torch.tensor([i for i in range(max(0, j - reach), min(T, j + reach + 1)) if i != j])
-            w = TensionSpline(knots[keep], p).weights(knots[j:j + 1])
-            if paced is not None:
-                w = w + pace_weights(knots[keep], keyframe_distances(paced[keep]), knots[j:j + 1])
-            err += float(((w @ values[keep] - values[j]) ** 2).sum())
-        errors.append(err)
-    best = min(errors)
-    ok = [p for p, e in zip(TENSIONS, errors) if e <= (1 + tolerance) * best + 1e-12]
-    return max(ok) if math.isfinite(best) else TENSIONS[-1]
+    errors = torch.zeros(len(TENSIONS), C, dtype=torch.float64)
+    for j in folds:
+        keep = torch.tensor([i for i in range(max(0, j - reach), min(T, j + reach + 1)) if i != j])
+        pace = 0.0 if paced is None else pace_weights(knots[keep], keyframe_distances(paced[keep]), knots[j:j + 1])
+        for a, p in enumerate(TENSIONS):
+            w = TensionSpline(knots[keep], p).weights(knots[j:j + 1]) + pace
+            errors[a] += ((w @ values[keep] - values[j]) ** 2)[0]
+    if not torch.isfinite(errors).all():
+        return [TENSIONS[-1]] * C
+    ok = errors <= (1 + tolerance) * errors.min(0).values + 1e-12
+    return [max(p for a, p in enumerate(TENSIONS) if ok[a, c]) for c in range(C)]
+
+
+class KeyframeWeights:
+    """Weights of the keyframes in a path with one tension per value column, at N query times.
+
+    `apply(values [T, C])` -> [N, C]: column c through the spline of tension tensions[c] (plus pacing);
+    `first` [N, T]: the weights of column 0's tension (for values without a column of their own)."""
+
+    def __init__(self, groups: list[tuple[torch.Tensor, torch.Tensor]], first: torch.Tensor):
+        self.groups, self.first = groups, first
+
+    def to(self, *args) -> "KeyframeWeights":
+        return KeyframeWeights([(cols, w.to(*args)) for cols, w in self.groups], self.first.to(*args))
+
+    def rows(self, mask: torch.Tensor) -> "KeyframeWeights":
+        """The weights at the queries selected by mask [N] (bool)."""
+        return KeyframeWeights([(cols, w[mask]) for cols, w in self.groups], self.first[mask])
+
+    def apply(self, values: torch.Tensor) -> torch.Tensor:
+        out = values.new_empty(self.first.shape[0], values.shape[1])
+        for cols, w in self.groups:
+            out[:, cols.to(values.device)] = w @ values[:, cols.to(values.device)]
+        return out
+
+
+def keyframe_weights(knots: torch.Tensor, tensions: list[float], q: torch.Tensor,
+                     distances: torch.Tensor | None = None, splines: dict | None = None) -> KeyframeWeights:
+    """`KeyframeWeights` at q [N] for knots [T] (float64, CPU) with one tension per column; distances [T - 1]
+    pace the gaps (None: no pacing); splines: a dict caching `TensionSpline`s by tension."""
+    splines = {} if splines is None else splines
+    pace = 0.0 if distances is None else pace_weights(knots, distances, q)
+    tensions = torch.tensor([float(p) for p in tensions], dtype=torch.float64)
+    groups, first = [], None
+    for p in tensions.unique().tolist():
+        if p not in splines:
+            splines[p] = TensionSpline(knots, p)
+        w = splines[p].weights(q) + pace
+        groups.append(((tensions == p).nonzero().flatten(), w))
+        if p == float(tensions[0]):
+            first = w
+    return KeyframeWeights(groups, first)

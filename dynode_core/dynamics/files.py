@@ -21,7 +21,7 @@ from .._limits import check_dynamics_config
 FORMAT = "dynode-dynamics/1"
 
 # options added after the format was first written: their value for files written before they existed
-OLD_FILE_OPTIONS = {"pace": False}
+OLD_FILE_OPTIONS = {"pace": False, "extrapolation": "flow"}
 
 
 def save_dynamics(model, path: str | os.PathLike) -> Path:

@@ -19,7 +19,8 @@ from torch import nn
 
 from ._basis import LowRankBasis, principal_components
 from ._inputs import check_query, check_seed
-from ._interp import TensionSpline, choose_tension, keyframe_distances, pace_embedding, pace_weights
+from ._extrap import choose_continuation, continuation
+from ._interp import choose_tension, keyframe_distances, keyframe_weights, pace_embedding
 from ._optim import optimise
 
 __all__ = ["Dynamics"]
@@ -74,8 +75,8 @@ class Dynamics(nn.Module):
                        y_key: torch.Tensor, seed: int | None) -> torch.Tensor:
         """Coordinates [N, k] at model times q [N] through the keyframe coordinates y_key [T, k].
 
-        y_spline [N, k] = weights [N, T] @ y_key is the tension spline through the keyframes (held at the
-        end keyframes outside the observed range)."""
+        y_spline [N, k] = weights.apply(y_key) is the tension spline through the keyframes (held at the end
+        keyframes outside the observed range); weights: the `KeyframeWeights` at q."""
         raise NotImplementedError
 
     def _initial_path(self, q: torch.Tensor, y0: torch.Tensor, seed: int | None) -> torch.Tensor:
@@ -126,11 +127,13 @@ class Dynamics(nn.Module):
     def fit(self, progress: Callable[[int, int], object] | None = None,
             cancel: Callable[[], bool] | None = None) -> "Dynamics":
         """Fit the model to its clip (called by `fit_dynamics`): choose what is "auto", then train."""
+        y = self.basis.encode(self.key_codes.flatten(1))
         if self.config["tension"] == "auto":
-            y = self.basis.encode(self.key_codes.flatten(1))
             self.config["tension"] = choose_tension(self._knots(), y, paced=self._paced())
             self._spline_cache = None
-        self._fit(progress, cancel)
+        if self.config["extrapolation"] == "auto":
+            self.config["continuation"] = choose_continuation(y, self._knots())
+        self._fit(progress, cancel)  # may set config["continuation"] = None: the learned flow extrapolates
         self.config = dict(self.config)
         return self.eval()
 
@@ -191,25 +194,44 @@ class Dynamics(nn.Module):
         """The keyframes' pacing coordinates [T, r], or None when the model does not pace."""
         return self._pace_space if self.config["pace"] else None
 
-    def _keyframe_weights(self, q: torch.Tensor) -> torch.Tensor:
-        """Weights [N, T] of the keyframes in the keyframe path at times q [N] (float64, CPU)."""
+    def _tensions(self) -> list[float]:
+        """The spline tension of every basis direction (one number for all in files written before)."""
+        t = self.config["tension"]
+        return [float(p) for p in t] if isinstance(t, (list, tuple)) else [float(t)] * self.basis.rank
+
+    def _keyframe_weights(self, q: torch.Tensor):
+        """`KeyframeWeights` of the keyframes in the keyframe path at times q [N] (float64, CPU)."""
         if self._spline_cache is None:
-            knots = self._knots()
             paced = self._paced()
-            distances = keyframe_distances(paced) if paced is not None else None
-            self._spline_cache = (TensionSpline(knots, float(self.config["tension"])), knots, distances)
-        spline, knots, distances = self._spline_cache
-        tq = (q - self.t0) / self.unit
-        weights = spline.weights(tq)
-        return weights if distances is None else weights + pace_weights(knots, distances, tq)
+            self._spline_cache = (keyframe_distances(paced) if paced is not None else None, {})
+        distances, splines = self._spline_cache
+        return keyframe_weights(self._knots(), self._tensions(), (q - self.t0) / self.unit, distances, splines)
+
+    def _continues(self) -> bool:
+        return self.config.get("extrapolation") == "auto" and self.config.get("continuation") is not None
+
+    def _continuation(self, q: torch.Tensor, y_key: torch.Tensor, seed) -> torch.Tensor:
+        """Coordinates [M, k] at model times q [M] outside the keyframes: the damped continuation."""
+        return continuation(y_key, self._tau(self.key_times), q, self.config["continuation"])
 
     def _sample(self, q: torch.Tensor, start, use_keys: bool, seed) -> torch.Tensor:
         y_key, r_key = self._keys(start)
         tq = self._tau(q)
         if use_keys:
-            weights = self._keyframe_weights(q).float().to(self.device)
-            y = self._keyframe_path(tq, weights @ y_key, weights, y_key, seed)
-            out = self.basis.decode(y) + weights @ r_key
+            weights = self._keyframe_weights(q).to(torch.float32).to(self.device)
+            inside = (q >= self.key_times[0]) & (q <= self.key_times[-1])
+            if self._continues() and not inside.all():
+                y = y_key.new_empty(len(q), y_key.shape[1])
+                inside = inside.to(self.device)
+                y[~inside] = self._continuation(tq[~inside], y_key, seed)
+                if inside.any():
+                    w = weights.rows(inside)
+                    y[inside] = self._keyframe_path(tq[inside], w.apply(y_key), w, y_key, seed)
+            else:
+                y = self._keyframe_path(tq, weights.apply(y_key), weights, y_key, seed)
+            out = self.basis.decode(y).add_(r_key[0])  # rows of weights sum to 1
+            if self.basis.rank < len(r_key) - 1:  # else every keyframe's out-of-basis part is r_key[0]
+                out = out + weights.first @ (r_key - r_key[0])
         else:
             y = self._initial_path(tq, y_key[0], seed)
             out = self.basis.decode(y) + r_key[0]

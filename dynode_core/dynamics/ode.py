@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
+from ._extrap import choose_continuation, continue_from, error_floor, log_error
 from .model import Dynamics
 
 __all__ = ["ODEDynamics"]
@@ -78,6 +79,9 @@ def flow(field: nn.Module, y: torch.Tensor, duration: torch.Tensor, forward: tor
     """
     if y.shape[0] == 0:
         return y
+    if not getattr(field, "neural", True):  # v = -rate y: the exact flow
+        rate = nn.functional.softplus(field.raw_rate)
+        return y * torch.exp(-torch.where(forward, rate[0], rate[1]) * duration)[:, None]
     n = max(1, math.ceil(float(duration.max()) / step))
     s = torch.linspace(0.0, 1.0, n + 1, device=y.device, dtype=y.dtype)
     return odeint(lambda _, x: duration[:, None] * field(x, forward), y, s, method="rk4")[-1]
@@ -138,7 +142,7 @@ class ODEDynamics(Dynamics):
         return ((pred - target) ** 2).mean()
 
     def _train(self, fields: _Fields, y: torch.Tensor, tau: torch.Tensor, progress, cancel, done: int,
-               total: int, what: str = "fit") -> None:
+               total: int, what: str = "fit", iterations: int | None = None) -> None:
         i, j = shooting_pairs(len(tau), int(self.config["window"]), y.device)
         duration, forward = (tau[j] - tau[i]).abs(), j > i
         lam, step = float(self.config["regularization"]), float(self.config["step"])
@@ -147,8 +151,38 @@ class ODEDynamics(Dynamics):
             pred = flow(fields, y[i], duration, forward, step)
             return self._pair_loss(fields, pred, y[j], duration) + lam * fields.penalty()
 
-        self._optimise(loss, fields.trainable(), int(self.config["iterations"]), progress, cancel,
+        self._optimise(loss, fields.trainable(), iterations or int(self.config["iterations"]), progress, cancel,
                        done=done, total=total, what=what)
+
+    def _train_linear(self, fields: _Fields, y: torch.Tensor, tau: torch.Tensor) -> None:
+        """The MLP-free field in closed form: each direction's rate minimises the shooting loss of the exact
+        flow y exp(-rate d) (a 1-D search), and the SDE's sigma is the maximum-likelihood spread of the misses."""
+        i, j = shooting_pairs(len(tau), int(self.config["window"]), y.device)
+        duration, forward = (tau[j] - tau[i]).abs().double(), j > i
+        yi, yj = y[i].double(), y[j].double()
+        rates = torch.zeros(2, dtype=torch.float64)
+        grid = torch.cat([torch.zeros(1, dtype=torch.float64), torch.logspace(-4, 1.5, 241, dtype=torch.float64)])
+        for d, rows in enumerate((forward, ~forward)):
+            if not rows.any():
+                continue
+            e = torch.exp(-grid[:, None] * duration[rows][None])                      # [R, P]
+            loss = ((e[:, :, None] * yi[rows][None] - yj[rows][None]) ** 2).sum((1, 2))
+            rates[d] = grid[int(loss.argmin())]
+        rates = rates.clamp_min(1e-6)
+        with torch.no_grad():
+            fields.raw_rate.copy_(torch.where(rates > 20, rates, torch.log(torch.expm1(rates))).float())
+            if fields.raw_sigma is not None:
+                r = torch.where(forward, rates[0], rates[1])
+                miss = yi * torch.exp(-r * duration)[:, None] - yj
+                var = ((miss ** 2) / duration[:, None]).mean(0).clamp_min(1e-8)
+                fields.raw_sigma.copy_(torch.log(torch.expm1(var.sqrt())).float())
+
+    def _train_field(self, neural: bool, y, tau, progress, cancel, done, total, iterations, what="fit"):
+        fields = self._new_fields(neural)
+        self._train_linear(fields, y, tau)
+        if neural:
+            self._train(fields, y, tau, progress, cancel, done, total, what=what, iterations=iterations)
+        return fields
 
     def _fit(self, progress, cancel) -> None:
         y = self.basis.encode(self.key_codes.flatten(1))
@@ -156,33 +190,44 @@ class ODEDynamics(Dynamics):
         T, iters = len(tau), int(self.config["iterations"])
         neural = self.config["neural"]
         hold = max(1, round(T / 4))
-        if neural == "auto" and T - hold < 3:
-            neural = False  # too few codes to learn (or test) more than the pull towards the mean
-        done, total = 0, iters * (5 if neural == "auto" else 1)
-        if neural == "auto":
+        continues = self.config["extrapolation"] == "auto"
+        cv = neural == "auto" and T - hold >= 3  # too few codes to learn (or test) more than the pull to the mean
+        if neural == "auto" and not cv:
+            neural = False
+        cv_iters = min(iters, max(100, iters // 3))  # the cross-validation fits are shorter
+        total = (2 * cv_iters if cv else 0) + iters
+        done = 0
+        if cv:
             step = float(self.config["step"])
-            scores = {}
-            for candidate in (False, True):
-                err = 0.0
-                for fwd in (True, False):
-                    fit_idx = slice(0, T - hold) if fwd else slice(hold, T)
-                    test = torch.arange(T - hold, T) if fwd else torch.arange(0, hold)
-                    start = T - hold - 1 if fwd else hold
-                    fields = self._new_fields(candidate)
-                    self._train(fields, y[fit_idx], tau[fit_idx], progress, cancel, done, total,
-                                what="cross-validation")
-                    done += iters
+            scores = {False: 0.0, True: 0.0, "continuation": 0.0}
+            floor = error_floor(y)
+            for fwd in (True, False):
+                fit_idx = slice(0, T - hold) if fwd else slice(hold, T)
+                test = torch.arange(T - hold, T) if fwd else torch.arange(0, hold)
+                start = T - hold - 1 if fwd else hold
+                dur = (tau[test] - tau[start]).abs()
+                for candidate in (False, True):
+                    fields = self._train_field(candidate, y[fit_idx], tau[fit_idx], progress, cancel, done, total,
+                                               cv_iters, what="cross-validation")
+                    done += cv_iters if candidate else 0
                     with torch.no_grad():
-                        dur = (tau[test] - tau[start]).abs()
                         pred = flow(fields, y[start].expand(len(test), -1), dur,
                                     torch.full((len(test),), fwd, device=y.device), step)
-                        err += float(((pred - y[test]) ** 2).sum())
-                scores[candidate] = err
+                    scores[candidate] += log_error(pred, y[test], floor)
+                seen = (y[fit_idx], tau[fit_idx]) if fwd else (y[fit_idx].flip(0), -tau[fit_idx].flip(0))
+                params = choose_continuation(*seen)
+                pred = continue_from(seen[0], seen[1], dur, params)
+                scores["continuation"] += log_error(pred, y[test], floor)
             neural = scores[True] < scores[False]
-            self.config["cv_extrapolation_error"] = {"linear": scores[False], "neural": scores[True]}
+            self.config["cv_extrapolation_error"] = {"linear": scores[False], "neural": scores[True],
+                                                     "continuation": scores["continuation"]}
+            # two origins are little evidence against the continuation's many: the flow must halve its errors
+            if continues and min(scores[False], scores[True]) < scores["continuation"] - 2 * hold * math.log(2):
+                self.config["continuation"] = None  # the learned flow extrapolates better on this clip
         self.config["neural"] = bool(neural)
-        self.fields = self._new_fields(bool(neural))
-        self._train(self.fields, y, tau, progress, cancel, done, total)
+        self.fields = self._train_field(bool(neural), y, tau, progress, cancel, done, total, iters)
+        if progress is not None and not neural:
+            progress(total, total)  # the closed-form final fit takes no optimiser steps
 
     # ------------------------------------------------------------------------------ sampling
     def _outside(self, q: torch.Tensor, y_key: torch.Tensor, seed) -> torch.Tensor:

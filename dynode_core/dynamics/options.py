@@ -19,6 +19,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "keyframes": True,   # sample() passes through the observed codes (False: pure initial-value model)
     "tension": "auto",   # spline tension between keyframes (0 = natural cubic, large = near linear)
     "pace": True,        # keyframe mode: cross each gap at a speed eased from the neighbouring gaps'
+    "extrapolation": "auto",  # keyframe mode past the ends: "auto" damped continuation, "flow" learned flow
     "seed": 0,           # initialisation seed: the same seed gives the same model
 }
 HOOKS = ("progress", "cancel", "device")
@@ -54,6 +55,9 @@ def check_options(cls, options: dict) -> tuple[dict, dict]:
     t = config["tension"]
     if t != "auto" and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
         raise ValueError(f"option tension must be 'auto' or a number >= 0, got {t!r}")
+    if config["extrapolation"] not in ("auto", "flow"):
+        raise ValueError(f"option extrapolation must be 'auto' (a damped continuation chosen per clip) or "
+                         f"'flow' (the learned dynamics from the end keyframes), got {config['extrapolation']!r}")
     cls._check_kind_options(config)
     check_dynamics_config(config, "fit_dynamics")
     return config, hooks

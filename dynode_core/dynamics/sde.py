@@ -44,6 +44,23 @@ class _RescaledSDE(nn.Module):
         return self.noise.expand_as(y)
 
 
+class _OrnsteinUhlenbeck(nn.Module):
+    """dn = -rate n dh + sigma dW (diagonal)."""
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, sigma: torch.Tensor, rate: float):
+        super().__init__()
+        self.sigma, self.rate = sigma.detach(), rate
+
+    def f(self, s, n):
+        return -self.rate * n
+
+    def g(self, s, n):
+        return self.sigma.expand_as(n)
+
+
 class SDEDynamics(ODEDynamics):
     """Neural SDE (kind="sde"). Options as kind="ode" (docs/dynamics.md)."""
 
@@ -72,11 +89,17 @@ class SDEDynamics(ODEDynamics):
         """Simulate one path per segment (rows of start/duration/forward) and read query n at segment seg[n],
         fraction s_q[n]. -> (values at the queries [N, k], values at each segment's end [B, k])"""
         duration = duration.clamp_min(1e-6)
-        grid = torch.unique(torch.cat([s_q, s_q.new_tensor([0.0, 1.0])]))
+        n = max(1, math.ceil(float(duration.max()) / float(self.config["step"])))
+        grid = torch.linspace(0.0, 1.0, n + 1, device=s_q.device, dtype=s_q.dtype)  # the solver's steps
         paths = self._simulate(start, duration, forward, grid, seed)  # [S, B, k]
         if noise_only:  # subtract the noise-free path (same scheme and steps) from the same start
             paths = paths - self._simulate(start, duration, forward, grid, seed, noise=False)
-        return paths[torch.searchsorted(grid, s_q), seg], paths[-1]
+        # read between the solver's steps by linear interpolation: the Brownian path itself is rough at every
+        # scale, and read at each frame it makes decoded samples flicker
+        pos = (s_q * n).clamp(0, n)
+        left = pos.floor().long().clamp(max=n - 1)
+        a = (pos - left)[:, None]
+        return paths[left, seg] * (1 - a) + paths[left + 1, seg] * a, paths[-1]
 
     def _keyframe_path(self, q, y_spline, weights, y_key, seed):
         tau = self._tau(self.key_times)
@@ -107,6 +130,33 @@ class SDEDynamics(ODEDynamics):
                                        None if seed is None else seed + 1)
             out[~inside] = values
         return out
+
+    def _continuation(self, q, y_key, seed):
+        """The damped continuation plus noise that grows with the distance from the end keyframe and settles
+        as the path settles: an Ornstein-Uhlenbeck process with the learned sigma, reverting over the
+        continuation's `reversion` gaps, started at 0 at each end."""
+        mean = super()._continuation(q, y_key, seed)
+        tau_last = float(self._tau(self.key_times[-1:]))
+        after = q > tau_last
+        h = torch.where(after, q - tau_last, -q).clamp_min(0)
+        noise = torch.zeros_like(mean)
+        rate = 1.0 / float(self.config["continuation"]["reversion"])
+        for rows, offset in ((after, 1), (~after, 2)):
+            if not rows.any():
+                continue
+            far = max(float(h[rows].max()), 1e-6)
+            n = max(1, math.ceil(far / float(self.config["step"])))
+            grid = torch.linspace(0.0, far, n + 1, device=mean.device, dtype=mean.dtype)
+            ou = _OrnsteinUhlenbeck(self.fields.sigma, rate)
+            bm = torchsde.BrownianInterval(t0=0.0, t1=far, size=(1, len(ou.sigma)), dtype=mean.dtype,
+                                           device=mean.device, entropy=None if seed is None else seed + offset)
+            path = torchsde.sdeint(ou, mean.new_zeros(1, len(ou.sigma)), grid, method="euler", dt=far / n,
+                                   bm=bm)[:, 0]  # [n + 1, k], read between the steps linearly (as the bridges)
+            pos = (h[rows] / far * n).clamp(0, n)
+            left = pos.floor().long().clamp(max=n - 1)
+            a = (pos - left)[:, None]
+            noise[rows] = path[left] * (1 - a) + path[left + 1] * a
+        return mean + noise
 
     def _initial_path(self, q, y0, seed):
         after = q >= 0
