@@ -8,10 +8,11 @@ package (the unit tests call the node classes directly).
 """
 
 from . import _runtime
-from . import clip_nodes, dynamics_nodes, edit_nodes, file_nodes, generator_nodes  # noqa: F401  (register nodes)
+from . import clip_nodes, dynamics_nodes, edit_nodes, face_nodes, file_nodes, generator_nodes  # noqa: F401  (register nodes)
 from ._schema import REGISTRY
 
 _runtime.register_folders()
+_runtime.install_example_inputs()
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in REGISTRY.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in REGISTRY.items()}

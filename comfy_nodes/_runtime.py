@@ -141,6 +141,34 @@ def register_folders() -> None:
             fp.folder_names_and_paths[name] = ([default], set(exts))
 
 
+EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def install_example_inputs() -> list[str]:
+    """Copy the pack's example input files (the video the face-video workflow loads) into ComfyUI's input
+    folder when a file of that name is not there yet; never replaces a user's file. -> names copied."""
+    c = _comfy()
+    if not c or not os.path.isdir(EXAMPLE_INPUTS):
+        return []
+    import shutil
+
+    target = c[2].get_input_directory()
+    copied = []
+    for name in sorted(os.listdir(EXAMPLE_INPUTS)):
+        src, dst = os.path.join(EXAMPLE_INPUTS, name), os.path.join(target, name)
+        if not os.path.isfile(src) or os.path.exists(dst):
+            continue
+        try:
+            os.makedirs(target, exist_ok=True)
+            tmp = dst + f".{os.getpid()}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+            copied.append(name)
+        except OSError:  # a read-only input folder: the workflow then asks the user to pick a video
+            pass
+    return copied
+
+
 def list_models(folder: str) -> list[str]:
     """File names in a registered model folder ([] outside ComfyUI)."""
     c = _comfy()

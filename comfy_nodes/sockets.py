@@ -8,6 +8,7 @@
 | DYNODE_DYNAMICS        | a fitted dynamics model (`dc.fit_dynamics(...)` result)            |
 | DYNODE_TIMES           | float32 tensor [N] of times (seconds)                              |
 | DYNODE_DIRECTION       | `Direction`: an edit direction [D] or [L, D] and its name          |
+| DYNODE_FACES           | `Faces`: `dc.AlignedFaces` of a clip, its frame times and fps      |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DYNAMICS_SPEC = "DYNODE_DYNAMICS_SPEC"
 DYNAMICS = "DYNODE_DYNAMICS"
 TIMES = "DYNODE_TIMES"
 DIRECTION = "DYNODE_DIRECTION"
+FACES = "DYNODE_FACES"
 IMAGE = "IMAGE"
 
 
@@ -44,3 +46,16 @@ class Direction:
 
     vector: torch.Tensor
     name: str = ""
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Where the face crops of a clip came from: `aligned` (`dc.AlignedFaces`: transforms [T, 3, 3], found [T],
+    crop size, framing), the frames' times [T] (seconds) and their frame rate."""
+
+    aligned: object
+    times: torch.Tensor
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.times)

@@ -101,6 +101,20 @@ class _SourceFrames:
         self.reader.close()
 
 
+def _encoder_start(invert, encoder, G, crops: torch.Tensor) -> dict:
+    """invert() options that start from an image encoder's codes (its own `encoder=` when it has one)."""
+    import inspect
+
+    if "encoder" in inspect.signature(invert).parameters:
+        return {"encoder": encoder}
+    if hasattr(encoder, "check_generator"):
+        encoder.check_generator(G)
+    device = next(encoder.parameters()).device if any(True for _ in encoder.parameters()) else torch.device("cpu")
+    with torch.no_grad():
+        init = encoder(crops.to(device))
+    return {"init": init.float()}
+
+
 def _no_stage(name: str):
     return nullcontext(None)
 
@@ -183,7 +197,7 @@ def process_video(src: str | os.PathLike, out: str | os.PathLike, G, encoder=Non
     with timed("invert") as cb:
         opts = dict(invert_options or {})
         if encoder is not None:
-            opts["encoder"] = encoder
+            opts.update(_encoder_start(invert, encoder, G, crops))
         codes = invert(G, crops, progress=cb, cancel=cancel, **opts)
         codes = getattr(codes, "codes", codes)
     with timed(f"fit {kind} dynamics") as cb:

@@ -24,9 +24,9 @@ def scene_transforms(times, size: tuple[int, int] = (144, 192), face: int = 128)
     h, w = size
     tau = 2 * math.pi * t
     scale = (0.78 + 0.12 * torch.sin(tau * 0.21 + 0.5)) * min(h, w) / face
-    angle = 0.16 * torch.sin(tau * 0.27 + 1.0)
+    angle = 0.08 * torch.sin(tau * 0.27 + 1.0)
     cx = w / 2 + 0.16 * w * torch.sin(tau * 0.19)
-    cy = h / 2 + 0.06 * h * torch.sin(tau * 0.33 + 2.0)
+    cy = 0.56 * h + 0.05 * h * torch.sin(tau * 0.33 + 2.0)
     c, s = scale * torch.cos(angle), scale * torch.sin(angle)
     mid = (face - 1) / 2
     m = torch.zeros(len(t), 3, 3, dtype=torch.float64)
@@ -42,7 +42,7 @@ def _texture(h: int, w: int, colour: torch.Tensor, seed: int) -> torch.Tensor:
                           align_corners=False)[0]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     stripes = 0.5 + 0.5 * torch.sin((xs * 0.9 + ys * 0.4) / 5.0)
-    return (colour[:, None, None] * (0.82 + 0.12 * noise + 0.08 * stripes)).clamp(0, 1) * 2 - 1
+    return (colour[:, None, None] * (0.9 + 0.07 * noise + 0.04 * stripes)).clamp(0, 1) * 2 - 1
 
 
 def scene_clip(times, seed: int = 0, size: tuple[int, int] = (144, 192), face: int = 128) -> torch.Tensor:
@@ -62,10 +62,12 @@ def scene_clip(times, seed: int = 0, size: tuple[int, int] = (144, 192), face: i
         v = inv[k, 1, 0] * xs + inv[k, 1, 1] * ys + inv[k, 1, 2]
         grid = torch.stack([(u + 0.5) / face * 2 - 1, (v + 0.5) / face * 2 - 1], -1)[None].float()
         img = F.grid_sample(faces[k:k + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-        # the face square fades into the textured background outside the head (a soft disc, shoulders kept)
-        r = torch.sqrt(((u - (face - 1) / 2) / (0.5 * face)) ** 2 + ((v - face * 0.42) / (0.56 * face)) ** 2)
-        alpha = ((1.0 - r) / 0.12).clamp(0, 1).float()
-        alpha = torch.where((v > face * 0.8) & (u > -0.5) & (u < face - 0.5) & (v < face - 0.5),
-                            torch.ones_like(alpha), alpha)
+        # the face square fades into the textured background outside the head and shoulders (soft ellipses)
+        def soft(cx, cy, rx, ry):
+            r = torch.sqrt(((u - cx * face) / (rx * face)) ** 2 + ((v - cy * face) / (ry * face)) ** 2)
+            return ((1.0 - r) / 0.15).clamp(0, 1)
+
+        inside = ((u > -0.5) & (u < face - 0.5) & (v > -0.5) & (v < face - 0.5)).double()
+        alpha = (torch.maximum(soft(0.5, 0.42, 0.5, 0.56), soft(0.5, 0.86, 0.46, 0.13)) * inside).float()
         out.append(img * alpha + bg * (1 - alpha))
     return torch.stack(out).clamp(-1, 1)
