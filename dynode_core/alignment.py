@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
@@ -138,18 +139,46 @@ def _squares(points: np.ndarray) -> np.ndarray:
     return np.stack([c[:, 0], c[:, 1], np.arctan2(x[:, 1], x[:, 0]), half], 1)
 
 
+@contextmanager
+def _quiet_native_stderr():
+    """MediaPipe's C++ side logs set-up chatter straight to file descriptor 2: hide it while it starts."""
+    import os
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class _Detector:
     """MediaPipe face mesh in video mode (landmarks of frame t start from frame t-1's face)."""
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
-        self.mesh = _mediapipe().FaceMesh(static_image_mode=False, max_num_faces=max_faces,
-                                          refine_landmarks=False, min_detection_confidence=min_confidence,
-                                          min_tracking_confidence=min_confidence)
+        with _quiet_native_stderr():
+            self.mesh = _mediapipe().FaceMesh(static_image_mode=False, max_num_faces=max_faces,
+                                              refine_landmarks=False, min_detection_confidence=min_confidence,
+                                              min_tracking_confidence=min_confidence)
+        self.calls = 0
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray | None, int]:
         """uint8 [H, W, 3] -> (the largest face's square [4] or None, number of faces)."""
         h, w = image.shape[:2]
-        result = self.mesh.process(np.ascontiguousarray(image))
+        self.calls += 1
+        if self.calls <= 3:  # the models load on the first frames
+            with _quiet_native_stderr():
+                result = self.mesh.process(np.ascontiguousarray(image))
+        else:
+            result = self.mesh.process(np.ascontiguousarray(image))
         faces = result.multi_face_landmarks or []
         if not faces:
             return None, 0

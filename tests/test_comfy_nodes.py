@@ -18,7 +18,7 @@ from comfy_nodes.sockets import Codes, Direction, DynamicsSpec  # noqa: E402
 N = comfy_nodes.NODE_CLASS_MAPPINGS
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SOCKET_TYPES = {"DYNODE_GENERATOR", "DYNODE_CODES", "DYNODE_DYNAMICS_SPEC", "DYNODE_DYNAMICS", "DYNODE_TIMES",
-                "DYNODE_DIRECTION", "IMAGE"}
+                "DYNODE_DIRECTION", "DYNODE_FACES", "IMAGE", "FLOAT"}
 
 
 def run(node_id, **inputs):
