@@ -101,7 +101,7 @@ def main() -> None:
     n = len(inv)
 
     def stat(v):
-        return f"mean {statistics.mean(v):.2f}, median {statistics.median(v):.2f}, max {max(v):.2f}"
+        return f"mean {statistics.mean(v):.2f}, median {statistics.median(v):.2f}, min {min(v):.2f}, max {max(v):.2f}"
 
     print(f"real photos: {len(files)} x {len(transforms)} transforms = {n} alignments, {time.perf_counter() - t0:.1f} s")
     print(f"  invariance error (px, canvas): {stat(inv)}")
