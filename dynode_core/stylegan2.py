@@ -35,8 +35,10 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int
         x = x.reshape(b, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(b, c, h * up, w * up)
-    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     k = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    if up == 1 and pad[0] == pad[1] >= 0:  # the convolution pads without a padded copy of x
+        return F.conv2d(x, k, bias, padding=pad[0], groups=c)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     return F.conv2d(x, k, bias, groups=c)
 
 
@@ -128,6 +130,24 @@ class ModulatedConv2d(nn.Module):
         return x
 
 
+    def _weight_sq(self) -> torch.Tensor:
+        """Σ over the kernel of weight² [out, in] (float32), kept between calls while the weight is unchanged
+        and no gradient is wanted for it."""
+        weight = self.weight
+        if weight.requires_grad and torch.is_grad_enabled():
+            return weight[0].float().square().sum(dim=[2, 3])
+        try:
+            key = (weight._version, weight.data_ptr(), weight.dtype, weight.device)
+        except RuntimeError:  # an inference tensor has no version counter
+            key = None
+        cached = self.__dict__.get("_wsq")
+        if key is None or cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor: autograd may save it later
+                cached = (key, weight[0].float().square().sum(dim=[2, 3]))
+            if key is not None:
+                self.__dict__["_wsq"] = cached
+        return cached[1]
+
     def fused(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
               gain: float = 1.0) -> torch.Tensor:
         """`gain * (forward(x, w) + bias)` with style, demodulation and gain folded into one per-sample weight.
@@ -144,8 +164,7 @@ class ModulatedConv2d(nn.Module):
         s = self.modulation(w) * self.scale  # [B, in]
         g = torch.full((b, cout), gain, dtype=torch.float32, device=x.device)
         if self.demodulate:
-            w2 = weight.float().square().sum(dim=[2, 3])  # [out, in]
-            g = g * torch.rsqrt(s.float().square() @ w2.t() + 1e-8)  # [B, out]
+            g = g * torch.rsqrt(s.float().square() @ self._weight_sq().t() + 1e-8)  # [B, out]
         g = g.to(x.dtype)
         bias = None if bias is None else (bias * gain).to(x.dtype)
         track = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)

@@ -192,6 +192,13 @@ def test_fused_synthesis_under_inference_mode_and_bfloat16():
     with torch.inference_mode():
         a = G.synthesis(ws)
     assert (a - G.synthesis(ws, fused=False)).abs().max() < 1e-4
+    w = ws.clone().requires_grad_(True)  # what was kept under inference mode can be saved for backward
+    G.synthesis(w).sum().backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    with torch.no_grad():  # a changed weight is seen, not the kept sums of the old one
+        G.convs[0].conv.weight.mul_(2)
+        G.to_rgbs[0].conv.weight.add_(0.5)
+    assert (G.synthesis(ws) - G.synthesis(ws, fused=False)).abs().max() < 1e-4
     Gb = tiny().to(torch.bfloat16)
     out = Gb.synthesis(ws)
     assert out.dtype == torch.bfloat16
