@@ -62,8 +62,8 @@ class Framing:
 # recipe square would be centre (0.5, 0.5), half 0.5; MediaPipe's eye centres and mouth corners sit slightly
 # differently from dlib's), built-in on rendered faces with no turn or tilt.
 FRAMINGS: dict[str, Framing] = {
-    "ffhq": Framing("ffhq", centre=(0.496, 0.494), half=0.501, pivot=None, mask=(0.5, 0.54, 0.38, 0.45, 0.35)),
-    "builtin": Framing("builtin", centre=(0.498, 0.492), half=0.418, pivot=(0.5, 0.775),
+    "ffhq": Framing("ffhq", centre=(0.496, 0.495), half=0.5, pivot=None, mask=(0.5, 0.54, 0.38, 0.45, 0.35)),
+    "builtin": Framing("builtin", centre=(0.499, 0.493), half=0.416, pivot=(0.5, 0.775),
                        mask=(0.5, 0.5, 0.47, 0.49, 0.3)),
 }
 
@@ -161,11 +161,13 @@ def _quiet_native_stderr():
 
 
 class _Detector:
-    """MediaPipe face mesh in video mode (landmarks of frame t start from frame t-1's face)."""
+    """MediaPipe face mesh. Every frame is detected afresh (static mode): video mode starts each frame from the
+    previous frame's face, which is faster but lost the face or found a wrong one on cuts and on batches of
+    unrelated images; the temporal smoothing does what tracking would."""
 
-    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, static: bool = True):
         with _quiet_native_stderr():
-            self.mesh = _mediapipe().FaceMesh(static_image_mode=False, max_num_faces=max_faces,
+            self.mesh = _mediapipe().FaceMesh(static_image_mode=static, max_num_faces=max_faces,
                                               refine_landmarks=False, min_detection_confidence=min_confidence,
                                               min_tracking_confidence=min_confidence)
         self.calls = 0
@@ -261,8 +263,8 @@ def smooth_tracks(squares: torch.Tensor, found: torch.Tensor, sigma: float = 3.0
     Then each frame is the value at t of a local linear fit over the neighbouring frames with Gaussian weights
     (found frames weigh 1, filled ones 0.05): a symmetric local-linear fit has no lag on steady motion, so a
     moving face is followed and a still face's landmark noise averages out. Where the motion accelerates more
-    than the landmark noise explains, the width shrinks (from `sigma` frames towards 0.7) so fast turns are not
-    cut short.
+    than the landmark noise explains, the width shrinks (from `sigma` frames towards 0.2, where a frame is its
+    own estimate) so fast turns are not cut short and a batch of unrelated images is not averaged together.
     """
     sq = squares.double().clone()
     t_len = len(sq)
@@ -280,10 +282,13 @@ def smooth_tracks(squares: torch.Tensor, found: torch.Tensor, sigma: float = 3.0
     px = torch.cat([sq[:, :2], sq[:, 2:3] * scale, torch.log(sq[:, 3:4].clamp(min=1e-6)) * scale], 1)
     acc = (px[2:] - 2 * px[1:-1] + px[:-2]).norm(dim=1)
     noise = float(acc[good[1:-1]].median()) if bool(good[1:-1].any()) else float(acc.median())
+    # Landmark noise is a fraction of a percent of the face's size: cap the estimate there, so that a batch of
+    # unrelated images (every frame a jump) is not mistaken for a noisy still face and averaged together.
+    noise = min(noise, 0.01 * float(sq[good, 3].median()))
     broad = _local_linear(acc[:, None], torch.ones(len(acc), dtype=torch.float64), torch.full((len(acc),), 2.0))[:, 0]
     broad = torch.cat([broad[:1], broad, broad[-1:]])
     ratio = broad / max(noise * 2.0, 1e-3)
-    sig = (sigma / torch.sqrt(1 + ratio.square())).clamp(min=0.7)
+    sig = (sigma / torch.sqrt(1 + ratio.square())).clamp(min=0.2)
     w = torch.where(good, 1.0, 0.05).double()
     return _local_linear(sq, w, sig)
 

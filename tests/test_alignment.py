@@ -145,8 +145,8 @@ def test_builtin_framing_returns_rendered_faces_at_their_own_framing(one_thread)
     a = dc.align_faces(big, size=64, framing="builtin", smoothing=0)
     assert psnr(a.crops, small).mean().item() > 24
     expect = torch.tensor([[4.0, 0, 1.5], [0, 4.0, 1.5], [0, 0, 1]])  # 64-px crop pixel -> 256-px frame pixel
-    for k in range(len(f)):
-        assert corner_error(a.transforms[k], expect, 64) < 6.0
+    for k in range(len(f)):  # 256-px frame pixels: within 2 crop pixels (the open mouth moves the recipe)
+        assert corner_error(a.transforms[k], expect, 64) < 8.0
 
 
 @needs_faces
@@ -213,3 +213,18 @@ def test_missing_extra_names_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"faces"):
         dc.align_faces(torch.zeros(1, 3, 64, 64), size=64)
+
+
+@needs_faces
+@needs_photos
+def test_batch_of_unrelated_warps_is_not_averaged_together(one_thread):
+    """Several photos placed by very different transforms in one call: each transform is recovered on its own."""
+    Ts = [similarity(1.5, 0.3, 70.0, 50.0), similarity(0.9, -0.25, 250.0, 180.0), similarity(1.3, 0.0, 40.0, 120.0),
+          similarity(1.1, 0.2, 200.0, 20.0)]
+    imgs = [photo(k % len(PHOTOS)) for k in range(len(Ts))]
+    canvases = torch.cat([place(img, T, 480, 560, background(480, 560, k)) for k, (img, T) in enumerate(zip(imgs, Ts))])
+    together = dc.align_faces(canvases, size=256)
+    for k, T in enumerate(Ts):
+        alone = dc.align_faces(canvases[k:k + 1], size=256)
+        assert corner_error(together.transforms[k], alone.transforms[0], 256) < 3.0
+        assert corner_error(together.transforms[k], T, 256) < 15.0
