@@ -169,11 +169,20 @@ def evaluate(times, codes, train, test, fits, extrapolating, recipe_budget=None)
     rows = [("linear interpolation", mse(linear(t, z, q), truth), 0.0, ""),
             ("cubic spline", mse(cubic(t, z, q), truth), 0.0, ""),
             ("hold / nearest frame", mse(nearest(t, z, q), truth), 0.0, "")]
+    if extrapolating:  # the other simple predictors: the frame at the far end, the mean of the observed codes
+        far = z[-1] if float(q.mean()) < float(t.mean()) else z[0]
+        rows += [("hold the far end", mse(far.expand_as(truth), truth), 0.0, ""),
+                 ("mean code", mse(z.mean(0).expand_as(truth), truth), 0.0, "")]
     for name, opts in fits.items():
-        start = time.perf_counter()
+        start = time.process_time()
         dyn = dc.fit_dynamics(t, codes[train], **opts)
-        seconds = time.perf_counter() - start
-        note = f"tension {dyn.config['tension']:g}"
+        seconds = time.process_time() - start  # CPU seconds: the machine may be shared
+        tension = dyn.config["tension"]
+        note = "tension " + (f"{tension:g}" if not isinstance(tension, list) else
+                             "[" + ", ".join(f"{p:g}" for p in tension[:3]) + (", ..]" if len(tension) > 3 else "]"))
+        if dyn.config.get("continuation"):
+            c = dyn.config["continuation"]
+            note += f", continuation {c['reversion']:g}/{c['momentum']:g}/{c['target']:g}"
         if "neural" in dyn.config:
             note += f", neural {dyn.config['neural']}"
         rows.append((name, mse(dyn.sample(q, seed=0).flatten(1), truth), seconds, note))
@@ -197,7 +206,7 @@ def evaluate(times, codes, train, test, fits, extrapolating, recipe_budget=None)
 def print_table(title, rows, reference):
     ref = dict((r[0], r[1]) for r in rows)[reference]
     print(f"\n### {title}  (ratio vs {reference})")
-    print(f"| method | held-out MSE | ratio | fit s | notes |\n|---|---:|---:|---:|---|")
+    print(f"| method | held-out MSE | ratio | fit CPU s | notes |\n|---|---:|---:|---:|---|")
     for name, value, seconds, note in rows:
         print(f"| {name} | {value:.4f} | {value / ref:.3f} | {seconds:.1f} | {note} |")
 
@@ -222,6 +231,14 @@ def summarise(title, times, codes, splits, methods, extrapolating, reference):
         ref = dict((r[0], r[1]) for r in rows)[reference]
         for r in rows:
             ratios.setdefault(r[0], []).append(r[1] / ref)
+    if extrapolating:  # and against the best of the simple predictors on each split
+        simple = ("hold / nearest frame", "hold the far end", "mean code")
+        best = [min(ratios[n][i] for n in simple) for i in range(len(splits))]
+        ratios["best simple predictor"] = best
+        for k in list(ratios):
+            ratios[f"{k} / best simple"] = [a / b for a, b in zip(ratios[k], best)] if k not in simple + (
+                "best simple predictor",) and "/" not in k else None
+        ratios = {k: v for k, v in ratios.items() if v is not None}
     print(f"\n### {title}: ratio vs {reference}, geometric mean [min, max], wins")
     for k, v in ratios.items():
         v = torch.tensor(v)
@@ -268,7 +285,7 @@ def main(argv=None):
         print_table(f"extrapolation {name}: train {train}, predict {test}", rows, "hold / nearest frame")
     if not args.quick:
         summarise(f"extrapolation from every start and end ({', '.join(more_extrap)})", times, codes, more_extrap,
-                  ("ode", "cde"), True, "hold / nearest frame")
+                  ("ode", "sde (one sample)", "cde"), True, "hold / nearest frame")
     # synthetic smooth motion
     synth = smooth_codes(times)
     syn = {"even->odd": interp["even->odd"], "irregular B": ([0, 2, 3, 7, 10], [1, 4, 5, 6, 8, 9]),

@@ -161,7 +161,10 @@ class ODEDynamics(Dynamics):
         duration, forward = (tau[j] - tau[i]).abs().double(), j > i
         yi, yj = y[i].double(), y[j].double()
         rates = torch.zeros(2, dtype=torch.float64)
-        grid = torch.cat([torch.zeros(1, dtype=torch.float64), torch.logspace(-4, 1.5, 241, dtype=torch.float64)])
+        # rates up to 2 / step: what the RK4 steps of a neural fit started from them integrate stably
+        top = 2.0 / float(self.config["step"])
+        grid = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          torch.logspace(-4, math.log10(top), 201, dtype=torch.float64)])
         for d, rows in enumerate((forward, ~forward)):
             if not rows.any():
                 continue
@@ -179,9 +182,10 @@ class ODEDynamics(Dynamics):
 
     def _train_field(self, neural: bool, y, tau, progress, cancel, done, total, iterations, what="fit"):
         fields = self._new_fields(neural)
-        self._train_linear(fields, y, tau)
         if neural:
             self._train(fields, y, tau, progress, cancel, done, total, what=what, iterations=iterations)
+        else:
+            self._train_linear(fields, y, tau)
         return fields
 
     def _fit(self, progress, cancel) -> None:
