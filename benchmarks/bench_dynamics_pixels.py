@@ -32,9 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dynode_core as dc  # noqa: E402
-from dynode_core.builtin import load_factor_encoder  # noqa: E402
+from dynode_core.builtin import load_factor_encoder, render_clip, talking_clip  # noqa: E402
 from dynode_core.dynamics._interp import TensionSpline, locate  # noqa: E402
-from dynode_core.faces import render_clip, talking_clip  # noqa: E402
 from dynode_core.metrics import psnr  # noqa: E402
 
 FPS, DURATION = 16, 3.0

@@ -219,6 +219,26 @@ def test_files_from_before_pacing_load_unpaced(fitted, tmp_path):
     assert not torch.equal(unpaced.sample(grid), fitted["ode"].sample(grid))
 
 
+def test_damaged_resolved_choices_are_refused(fitted, tmp_path):
+    """A file whose resolved tension / continuation are not plain finite numbers is refused before sampling."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "good.safetensors"
+    fitted["ode"].save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for change in ({"tension": [1.0, "x"]}, {"continuation": {"reversion": -1, "momentum": 0, "target": 0}},
+                   {"extrapolation": "wild"}):
+        config = {**json.loads(meta["config"]), **change}
+        bad = tmp_path / "bad.safetensors"
+        save_file(tensors, str(bad), metadata={**meta, "config": json.dumps(config)})
+        with pytest.raises(ValueError, match="damaged"):
+            dc.load_dynamics(bad)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         dc.load_dynamics(tmp_path / "missing.safetensors")

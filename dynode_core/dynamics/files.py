@@ -8,6 +8,7 @@ state dict. Metadata: `format` = FORMAT, `kind`, `config` (JSON, every option as
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -63,4 +64,23 @@ def read_dynamics(path: str | os.PathLike, kinds) -> tuple[str, dict, dict[str, 
     check_dynamics_config(config, f"dynamics file {path.name}")
     for k, v in OLD_FILE_OPTIONS.items():
         config.setdefault(k, v)
+    _check_resolved(config, path)
     return kind, config, tensors, metadata
+
+
+def _number(v, low: float = 0.0) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= low
+
+
+def _check_resolved(config: dict, path: Path) -> None:
+    """The choices a fit resolved (tension per direction, continuation) must be plain finite numbers."""
+    t = config.get("tension")
+    ok = _number(t) or (isinstance(t, list) and len(t) > 0 and all(_number(p) for p in t))
+    c = config.get("continuation")
+    if c is not None:
+        ok = ok and isinstance(c, dict) and _number(c.get("reversion"), 1e-9) and _number(c.get("momentum")) \
+            and _number(c.get("target")) and c["target"] <= 1
+    ok = ok and config.get("extrapolation") in ("auto", "flow")
+    if not ok:
+        raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file (tension {t!r}, continuation {c!r}, "
+                         f"extrapolation {config.get('extrapolation')!r})")

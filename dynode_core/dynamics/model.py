@@ -197,7 +197,11 @@ class Dynamics(nn.Module):
     def _tensions(self) -> list[float]:
         """The spline tension of every basis direction (one number for all in files written before)."""
         t = self.config["tension"]
-        return [float(p) for p in t] if isinstance(t, (list, tuple)) else [float(t)] * self.basis.rank
+        if isinstance(t, (list, tuple)):
+            if len(t) != self.basis.rank:
+                raise ValueError(f"{len(t)} tensions for a basis of {self.basis.rank} directions")
+            return [float(p) for p in t]
+        return [float(t)] * self.basis.rank
 
     def _keyframe_weights(self, q: torch.Tensor):
         """`KeyframeWeights` of the keyframes in the keyframe path at times q [N] (float64, CPU)."""
