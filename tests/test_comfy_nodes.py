@@ -94,18 +94,18 @@ def test_every_node_declares_what_comfyui_reads():
             assert cls.OUTPUT_NODE
 
 
-def test_one_spec_node_per_family_all_feeding_fit_dynamics():
-    families = {}
+def test_one_spec_node_per_kind_all_feeding_fit_dynamics():
+    kinds = {}
     for node_id, cls in N.items():
         if cls.RETURN_TYPES == ("DYNODE_DYNAMICS_SPEC",):
             defaults = {k: v[1].get("default", v[0][0] if isinstance(v[0], list) else None)
                         for k, v in cls.INPUT_TYPES()["required"].items()}
             (spec,) = run(node_id, **defaults)
             assert isinstance(spec, DynamicsSpec)
-            families[spec.kind] = node_id
+            kinds[spec.kind] = node_id
             library = dc.dynamics_options(spec.kind)  # a graph with untouched widgets fits like the library
             assert {k: library[k] for k in defaults} == defaults
-    assert set(families) == {"ode", "cde", "sde"}
+    assert set(kinds) == {"ode", "cde", "sde"}
     assert N["DynodeFitDynamics"].INPUT_TYPES()["required"]["spec"][0] == "DYNODE_DYNAMICS_SPEC"
 
 

@@ -94,3 +94,29 @@ def test_clip_identity_travels_through_save_and_load(tmp_path):
         dc.save_codes(tmp_path / "x.safetensors", clip, clip.times)
     with pytest.raises(dc.GeneratorMismatch, match="another generator"):
         dc.load_codes(path, _tiny(1))
+
+
+def test_cli_reports_input_errors_in_one_line_but_bugs_as_tracebacks(tmp_path, monkeypatch, capsys):
+    from dynode_core import cli
+
+    codes = dc.save_codes(tmp_path / "c.safetensors", torch.zeros(3, 10, 128))
+    # a user mistake deep in the library (a component index out of range) is one line, exit 2
+    assert cli.main(["edit", str(codes), "--direction", "smile", "--index", "9", "--strength", "1",
+                     "--mode", "all", "--out", str(tmp_path / "e.safetensors"), "-q"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+    def buggy(args):
+        return {}["missing"]  # a KeyError from our own code is a bug, not the user's mistake
+
+    real = cli.build_parser
+
+    def parser():
+        p = real()
+        for action in p._subparsers._group_actions:
+            action.choices["edit"].set_defaults(func=buggy)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    with pytest.raises(KeyError):
+        cli.main(["edit", str(codes), "--direction", "smile", "--strength", "1", "--mode", "all",
+                  "--out", str(tmp_path / "e2.safetensors"), "-q"])

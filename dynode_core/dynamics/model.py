@@ -106,7 +106,7 @@ class Dynamics(nn.Module):
         """The path at `times` [N] (any order; seconds or whatever unit the clip was fitted in) -> [N, L, D].
 
         z0: None starts from the fitted clip's first code; a code [L, D] or [1, L, D] (e.g. an edited first
-        frame, or another person's code) runs the same motion from there. Whatever z0 has outside the clip's
+        frame, or another person's code), or a Clip (its first code), runs the same motion from there. Whatever z0 has outside the clip's
         motion subspace (an edit, an identity) is carried unchanged along the path.
         seed: noise seed of an SDE (ignored by ODE and CDE); None draws fresh noise.
         keyframes: None = the model's `keyframes` option (default True). True: the path passes through the
@@ -163,6 +163,8 @@ class Dynamics(nn.Module):
     def _start(self, z0) -> torch.Tensor | None:
         if z0 is None:
             return None
+        if not isinstance(z0, torch.Tensor) and isinstance(getattr(z0, "codes", None), torch.Tensor):
+            z0 = z0.codes[:1]  # a dynode_core.Clip (e.g. from edit_initial(clip, ...)): its first code
         z = torch.as_tensor(z0.detach() if isinstance(z0, torch.Tensor) else z0, dtype=torch.float32)
         L, D = self.key_codes.shape[1:]
         if z.ndim == 3 and z.shape[0] == 1:
