@@ -120,3 +120,26 @@ def test_cli_reports_input_errors_in_one_line_but_bugs_as_tracebacks(tmp_path, m
     with pytest.raises(KeyError):
         cli.main(["edit", str(codes), "--direction", "smile", "--strength", "1", "--mode", "all",
                   "--out", str(tmp_path / "e2.safetensors"), "-q"])
+
+
+def test_comfyui_requirements_match_the_package_dependencies():
+    """requirements.txt (what a ComfyUI user installs; ComfyUI brings torch) must not fall behind pyproject."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    reqs = [line.strip() for line in (root / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert sorted(d for d in deps if not d.startswith("torch>") and not d.startswith("torch=")) == sorted(reqs)
+
+
+def test_package_data_ships_every_asset():
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dynode_core"]
+    assets = [p for p in (root / "dynode_core" / "assets").rglob("*") if p.is_file()]
+    shipped = {p for pat in patterns for p in (root / "dynode_core").glob(pat) if p.is_file()}
+    assert assets and set(assets) <= shipped, sorted(set(map(str, assets)) - set(map(str, shipped)))
