@@ -25,8 +25,9 @@ from .codes import load_codes, save_codes
 from .decoding import decode
 from .dynamics import Dynamics, dynamics_options, fit_dynamics, load_dynamics
 from .editing import edit_all, edit_initial, load_direction
+from .encoders import load_encoder
 from .errors import Cancelled, CheckpointError, GeneratorMismatch, VideoError
-from .inversion import invert
+from .inversion import InversionOptions, invert
 from .stylegan2 import Generator
 from .times import sample_times
 from .video import read_video, write_video
@@ -49,7 +50,9 @@ __all__ = [
     "AlignedFaces",
     # clips of codes
     "Clip",
+    "load_encoder",
     "invert",
+    "InversionOptions",
     "load_codes",
     "save_codes",
     "decode",

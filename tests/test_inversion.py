@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+import dynode_core as dc
+
+from dynode_core.clip import Clip
 from dynode_core.codes import generator_fingerprint, load_codes, save_codes
 from dynode_core.decoding import Cancelled, decode
 from dynode_core.inversion import PerceptualLoss, bisection_passes, invert
@@ -35,6 +38,10 @@ def clip(G):
     return decode(G, ws), ws
 
 
+def _psnr(clip):
+    return torch.tensor(clip.metadata["psnr"])
+
+
 def test_bisection_passes_cover_every_frame_once():
     assert bisection_passes(16) == [[0, 7, 15], [3, 11], [1, 5, 9, 13], [2, 4, 6, 8, 10, 12, 14]]
     assert bisection_passes(1) == [[0]] and bisection_passes(2) == [[0, 1]]
@@ -46,11 +53,11 @@ def test_bisection_passes_cover_every_frame_once():
 def test_inversion_recovers_generated_frames_in_w(G, clip):
     frames, ws = clip
     calls = []
-    res = invert(G, frames, space="w", steps=200, return_psnr=True, progress=lambda d, t: calls.append((d, t)))
-    assert res.codes.shape == (8, 1, G.w_dim) and res.psnr.shape == (8,)
+    res = invert(G, frames, space="w", steps=200, progress=lambda d, t: calls.append((d, t)))
+    assert res.codes.shape == (8, 1, G.w_dim) and _psnr(res).shape == (8,)
     # An exact solution exists (these frames are the generator's own); 35 dB is an RMS error of under 2 % of
     # the value range, far above what the average code gives (checked below).
-    assert res.psnr.mean() > 35 and res.psnr.min() > 28
+    assert _psnr(res).mean() > 35 and _psnr(res).min() > 28
     start = psnr(decode(G, G.w_avg.view(1, 1, -1).expand(8, 1, -1)), frames)
     assert start.mean() < 20
     # and the codes themselves come back: error far below the spread of the path
@@ -59,24 +66,26 @@ def test_inversion_recovers_generated_frames_in_w(G, clip):
     assert err < 0.05 * spread
     assert calls[-1][0] == calls[-1][1] and [d for d, _ in calls] == list(range(1, len(calls) + 1))
     # PSNR reported equals PSNR of decoding the returned codes
-    assert torch.allclose(res.psnr, psnr(decode(G, res.codes), frames), atol=1e-3)
+    assert torch.allclose(_psnr(res), psnr(decode(G, res.codes), frames), atol=1e-3)
 
 
 def test_inversion_wplus_shapes_and_quality(G, clip):
     frames, _ = clip
-    res = invert(G, frames[:4], space="w+", steps=100, return_psnr=True)
+    res = invert(G, frames[:4], space="w+", steps=100)
     assert res.codes.shape == (4, G.num_ws, G.w_dim)
-    assert res.psnr.mean() > 24
-    codes = invert(G, frames[:1], space="w+", steps=5)
-    assert isinstance(codes, torch.Tensor) and codes.shape == (1, G.num_ws, G.w_dim)
+    assert _psnr(res).mean() > 24
+    clip = invert(G, frames[:1], space="w+", steps=5)
+    assert isinstance(clip, Clip) and clip.codes.shape == (1, G.num_ws, G.w_dim)
+    assert clip.metadata["inversion"] == "optimisation"  # "auto": no encoder for a generator of its own kind
+    assert clip.generator == dc.generator_fingerprint(G) and clip.device == G.device
 
 
 def test_init_refines_previous_codes(G, clip):
     frames, ws = clip
     noisy = ws + 0.05 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(0))
     before = psnr(decode(G, noisy), frames).mean()
-    res = invert(G, frames, space="w", init=noisy, warm_steps=60, return_psnr=True)
-    assert res.psnr.mean() > before + 3
+    res = invert(G, frames, space="w", init=noisy, warm_steps=60)
+    assert _psnr(res).mean() > before + 3
 
 
 def test_smoothness_makes_codes_smoother(G, clip):
@@ -86,7 +95,7 @@ def test_smoothness_makes_codes_smoother(G, clip):
     rough = invert(G, noisy, smoothness=0.0, **kw)
     smooth = invert(G, noisy, smoothness=50.0, **kw)
     tv = lambda c: (c[1:] - c[:-1]).square().sum()  # noqa: E731
-    assert tv(smooth) < 0.8 * tv(rough)
+    assert tv(smooth.codes) < 0.8 * tv(rough.codes)
 
 
 def test_runs_under_inference_mode_and_with_inference_generator(clip):
@@ -95,10 +104,10 @@ def test_runs_under_inference_mode_and_with_inference_generator(clip):
         G = _tiny()  # parameters created as inference tensors, as ComfyUI does
         G.estimate_w_avg(500)
         out = invert(G, frames[:2], space="w", steps=10)
-        assert out.shape == (2, 1, 32)
+        assert out.codes.shape == (2, 1, 32)
     with torch.no_grad():
         out2 = invert(_tiny(), frames[:2], space="w", steps=10)
-    assert out2.shape == (2, 1, 32)
+    assert out2.codes.shape == (2, 1, 32)
 
 
 def test_generator_grad_flags_restored(clip):
@@ -113,12 +122,12 @@ def test_other_sizes_gray_and_rgba(G, clip):
     frames, _ = clip
     big = torch.nn.functional.interpolate(frames[:2], size=(48, 64), mode="bilinear")
     with pytest.warns(UserWarning, match="48x64"):
-        assert invert(G, big, space="w", steps=2).shape == (2, 1, 32)
+        assert invert(G, big, space="w", steps=2).codes.shape == (2, 1, 32)
     gray = frames[:2].mean(1, keepdim=True)
-    assert invert(G, gray, space="w", steps=2).shape == (2, 1, 32)
+    assert invert(G, gray, space="w", steps=2).codes.shape == (2, 1, 32)
     rgba = torch.cat([frames[:2], torch.ones(2, 1, 16, 16)], 1)
-    assert invert(G, rgba, space="w", steps=2).shape == (2, 1, 32)
-    assert invert(G, frames[0], space="w", steps=2).shape == (1, 1, 32)  # a single [3, H, W] frame
+    assert invert(G, rgba, space="w", steps=2).codes.shape == (2, 1, 32)
+    assert invert(G, frames[0], space="w", steps=2).codes.shape == (1, 1, 32)  # a single [3, H, W] frame
 
 
 def test_bad_inputs(G, clip):
@@ -166,7 +175,7 @@ def test_perceptual_loss_from_local_torchvision_state_dict(tmp_path, G, clip):
     assert torch.allclose(loss(x, x), torch.zeros(2), atol=1e-6)
     assert (loss(x, x.flip(-1)) > 0).all()
     out = invert(G, x, space="w", steps=3, perceptual=tmp_path / "vgg16.pth")
-    assert out.shape == (2, 1, 32)
+    assert out.codes.shape == (2, 1, 32)
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         PerceptualLoss(tmp_path / "missing.pt")
     torch.save({"something": torch.zeros(3)}, tmp_path / "bad.pt")
@@ -259,3 +268,23 @@ def test_codes_files_errors(tmp_path, G):
     from safetensors.torch import save_file
     save_file({"latents": torch.zeros(3, G.num_ws, 32), "times": torch.arange(3.0)}, str(tmp_path / "f.safetensors"))
     assert load_codes(tmp_path / "f.safetensors", G).codes.shape == (3, G.num_ws, 32)
+
+
+def test_options_object_and_unknown_option(G, clip):
+    frames, _ = clip
+    opts = dc.InversionOptions(space="w", steps=4)
+    a = invert(G, frames[:2], options=opts)
+    b = invert(G, frames[:2], space="w", steps=4)
+    torch.testing.assert_close(a.codes, b.codes)
+    with pytest.raises(TypeError, match="stepz"):
+        invert(G, frames, stepz=3)
+    with pytest.raises(ValueError, match="refine_steps"):
+        dc.InversionOptions(refine_steps=-1)
+
+
+def test_times_and_encoder_mismatch(G, clip):
+    frames, _ = clip
+    out = invert(G, frames[:3], space="w", steps=2, times=torch.tensor([0.0, 0.5, 1.0]))
+    assert out.times.tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match=r"num_ws.*builtin|builtin.*num_ws"):
+        invert(G, frames[:1], encoder=dc.load_encoder("builtin"))
