@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from dynode_core.builtin import load_factor_encoder
+from dynode_core.builtin import (FACTOR_NAMES, MOTION_FACTORS, face_regions, factor_bounds, load_factor_encoder,
+                                 random_factors, render_faces)
 from dynode_core.checkpoints import load_generator
 from dynode_core.encoders.builtin import BuiltinImageEncoder, FactorCNN
-from dynode_core.faces import FACTOR_NAMES, MOTION_FACTORS, face_regions, factor_bounds, random_factors, render_faces
 from dynode_core.metrics import psnr
 
 HELD_OUT_SEED = 20_000

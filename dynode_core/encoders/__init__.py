@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._frames import checked_frames
-from ..checkpoints import CheckpointError
+from ..errors import CheckpointError, GeneratorMismatch
 from ..stylegan2 import Generator
 
 __all__ = ["ImageEncoder", "BuiltinEncoder", "OfficialEncoder", "load_encoder", "BUILTIN_ENCODER"]
@@ -56,9 +56,9 @@ class ImageEncoder(nn.Module):
         raise NotImplementedError
 
     def check_generator(self, G: nn.Module) -> None:
-        """Raise ValueError unless G takes this encoder's codes (same num_ws and w_dim)."""
+        """Raise GeneratorMismatch (a ValueError) unless G takes this encoder's codes (same num_ws and w_dim)."""
         if (G.num_ws, G.w_dim) != (self.num_ws, self.w_dim):
-            raise ValueError(f"the encoder {self.name!r} makes codes [T, {self.num_ws}, {self.w_dim}] but the "
+            raise GeneratorMismatch(f"the encoder {self.name!r} makes codes [T, {self.num_ws}, {self.w_dim}] but the "
                              f"generator takes [T, {G.num_ws}, {G.w_dim}] (num_ws, w_dim): use the encoder "
                              f"trained for this generator, or encoder=None to invert by optimisation only")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..builtin.renderer import FACTOR_NAMES, factor_bounds
+from ..builtin import FACTOR_NAMES, factor_bounds
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import CheckpointError, _sniff, _torch_load_allowlist
+from ..checkpoints import _sniff, _torch_load_allowlist
+from ..errors import CheckpointError
 from .irse import ENCODER_TYPES, BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus
 
 INPUT_SIZE = 256
