@@ -15,6 +15,8 @@ import torch
 
 GENERATOR_FOLDER = "stylegan"  # ComfyUI/models/stylegan/
 DIRECTION_FOLDER = "stylegan_directions"  # ComfyUI/models/stylegan_directions/
+ENCODER_FOLDER = "stylegan_encoders"  # ComfyUI/models/stylegan_encoders/ (pSp / e4e / ReStyle .pt)
+ENCODER_EXTENSIONS = {".pt", ".pth", ".ckpt"}
 GENERATOR_EXTENSIONS = {".safetensors", ".pt", ".pth", ".pkl", ".ckpt"}
 DIRECTION_EXTENSIONS = {".safetensors", ".pt", ".pth", ".npy"}
 
@@ -130,7 +132,8 @@ def register_folders() -> None:
     if not c:
         return
     fp = c[2]
-    for name, exts in ((GENERATOR_FOLDER, GENERATOR_EXTENSIONS), (DIRECTION_FOLDER, DIRECTION_EXTENSIONS)):
+    for name, exts in ((GENERATOR_FOLDER, GENERATOR_EXTENSIONS), (DIRECTION_FOLDER, DIRECTION_EXTENSIONS),
+                       (ENCODER_FOLDER, ENCODER_EXTENSIONS)):
         default = os.path.join(fp.models_dir, name)
         if name in fp.folder_names_and_paths:
             paths, old = fp.folder_names_and_paths[name]

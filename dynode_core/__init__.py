@@ -30,6 +30,7 @@ from .errors import Cancelled, CheckpointError, GeneratorMismatch, VideoError
 from .inversion import InversionOptions, invert
 from .stylegan2 import Generator
 from .times import sample_times
+from .tuning import tune_generator
 from .video import read_video, write_video
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "load_generator",
     "save_generator",
     "convert_checkpoint",
+    "tune_generator",
     "Generator",
     # frames in and out
     "read_video",

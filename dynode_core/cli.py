@@ -145,32 +145,89 @@ def cmd_demo(args) -> None:
                f"outputs in {args.out}")
 
 
-def cmd_invert(args) -> None:
-    from .codes import save_codes
-    from .inversion import invert
+def _read_frames(args):
     from .video import read_video
 
-    device = resolve_device(args.device)
-    if args.perceptual:  # fail before any long work
-        from .perceptual import load_perceptual_weights
-        load_perceptual_weights(args.perceptual)
     frames, fps = read_video(_need_file(args.input, "input clip"), max_frames=args.max_frames)
     fps = args.fps or fps
     index = torch.arange(0, frames.shape[0], args.every)
-    frames = frames[index]
     times = index.float() / fps if fps else index.float()
+    return frames[index], times, fps
+
+
+def _encoder_arg(spec: str | None):
+    """--encoder: 'auto' (default), 'none', 'builtin' or an encoder checkpoint path."""
+    name = (spec or "auto").strip()
+    if name.lower() == "none":
+        return None
+    if name.lower() in ("auto", "builtin"):
+        return name.lower()
+    return _need_file(name, "encoder checkpoint")
+
+
+def _check_perceptual(args) -> None:
+    if args.perceptual:  # fail before any long work
+        from .perceptual import load_perceptual_weights
+        load_perceptual_weights(args.perceptual)
+
+
+def _invert(args, G, frames, times, log):
+    from .inversion import invert
+
+    encoder = _encoder_arg(getattr(args, "encoder", None))
+    with progress_bar("invert", args.quiet) as bar:
+        clip = invert(G, frames, encoder=encoder, times=times, space=args.space, steps=args.steps,
+                      warm_steps=args.warm_steps, smoothness=args.smoothness, perceptual=args.perceptual,
+                      batch_size=args.batch_size, seed=args.seed, progress=bar)
+    q = torch.tensor(clip.metadata["psnr"])
+    log(f"inverted {len(frames)} frames ({clip.metadata['inversion']}"
+        f"{', encoder ' + clip.metadata['encoder'] if 'encoder' in clip.metadata else ''}): reconstruction PSNR "
+        f"mean {q.mean():.2f} dB (min {q.min():.2f})")
+    return clip
+
+
+def cmd_invert(args) -> None:
+    from .codes import save_codes
+
+    device = resolve_device(args.device)
+    _check_perceptual(args)
+    frames, times, fps = _read_frames(args)
     G = _load_generator(args.generator, device)
     log = _log(args)
     log(f"inverting {len(frames)} frames of {args.input} into {args.space.upper()} "
         f"({'times in seconds at ' + format(fps, '.3g') + ' fps' if fps else 'times in frame numbers'})")
-    with progress_bar("invert", args.quiet) as bar:
-        res = invert(G, frames, space=args.space, steps=args.steps, warm_steps=args.warm_steps,
-                     smoothness=args.smoothness, perceptual=args.perceptual, batch_size=args.batch_size,
-                     seed=args.seed, progress=bar, return_psnr=True)
-    save_codes(args.out, res.codes, times, G=G,
-               metadata={"psnr": [round(float(p), 3) for p in res.psnr], "source": Path(args.input).name})
-    log(f"wrote {args.out}: codes {list(res.codes.shape)}, reconstruction PSNR mean {res.psnr.mean():.2f} dB "
-        f"(min {res.psnr.min():.2f})")
+    clip = _invert(args, G, frames, times, log)
+    save_codes(args.out, clip.codes.cpu(), times, G=G,
+               metadata={k: clip.metadata[k] for k in ("psnr", "inversion", "encoder") if k in clip.metadata}
+               | {"source": Path(args.input).name})
+    log(f"wrote {args.out}: codes {list(clip.codes.shape)}")
+
+
+def cmd_tune(args) -> None:
+    from .checkpoints import save_generator
+    from .codes import generator_fingerprint, load_codes
+    from .tuning import tune_generator
+
+    device = resolve_device(args.device)
+    _check_perceptual(args)
+    frames, times, _ = _read_frames(args)
+    G = _load_generator(args.generator, device)
+    log = _log(args)
+    if args.codes:
+        clip = load_codes(_need_file(args.codes, "codes file"))
+        if clip.codes.shape[0] != frames.shape[0]:
+            raise CLIError(f"--codes holds {clip.codes.shape[0]} codes but {frames.shape[0]} frames were read from "
+                           f"{args.input} (use the same --every / --max-frames as for `dynode invert`)")
+        codes = clip.codes
+    else:
+        codes = _invert(args, G, frames, times, log).codes
+    log(f"tuning the generator on {len(frames)} frames ({args.tune_steps} steps)")
+    with progress_bar("tune", args.quiet) as bar:
+        G2 = tune_generator(G, frames, codes, steps=args.tune_steps, lr=args.lr, locality=args.locality,
+                            perceptual=args.perceptual, seed=args.seed, progress=bar)
+    save_generator(G2, args.out, metadata={"tuned_from": generator_fingerprint(G), "tuned_on": Path(args.input).name,
+                                           "tune_steps": str(args.tune_steps)})
+    log(f"wrote {args.out} (a tuned copy; {args.generator} is unchanged)")
 
 
 def cmd_fit(args) -> None:
@@ -396,23 +453,47 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_demo, out_folder_ok=True)
 
+    def clip_input(sp):
+        sp.add_argument("generator", help="checkpoint (.safetensors / rosinality .pt / NVIDIA .pkl / pSp-e4e-ReStyle "
+                        ".pt: its decoder) or 'builtin'")
+        sp.add_argument("input", help="image folder, GIF, WebP or video file (video needs PyAV)")
+        sp.add_argument("--fps", type=g.fps, help="frame rate of the input (read from the file when it has one)")
+        sp.add_argument("--every", type=g.frame_count, default=1, help="keep every k-th frame (sparse keyframes)")
+        sp.add_argument("--max-frames", type=g.frame_count, help="read at most this many frames")
+
+    def inversion(sp):
+        sp.add_argument("--encoder", default="auto",
+                        help="auto (default: the built-in encoder for the built-in generator, else none), builtin, "
+                             "none (optimisation only) or a pSp / e4e / ReStyle checkpoint .pt")
+        sp.add_argument("--space", choices=("w", "w+"), default="w+")
+        sp.add_argument("--steps", type=g.step_count, default=300,
+                        help="optimisation only: steps of the anchor frames")
+        sp.add_argument("--warm-steps", type=g.step_count, default=None, help="steps of each warm-started pass")
+        sp.add_argument("--smoothness", type=g.nonneg_float, default=0.0,
+                        help="weight of the temporal smoothness term")
+        sp.add_argument("--perceptual", help="local VGG16 weights (.safetensors, see `dynode convert-perceptual`) "
+                        "for a perceptual loss (never downloaded)")
+        sp.add_argument("--batch-size", type=g.batch_size, default=16)
+        sp.add_argument("--seed", type=g.nonneg_int, default=0)
+
     sp = sub.add_parser("invert", help="video/GIF/image folder -> codes .safetensors")
-    sp.add_argument("generator", help="checkpoint (.safetensors / rosinality .pt / NVIDIA .pkl) or 'builtin'")
-    sp.add_argument("input", help="image folder, GIF, WebP or video file (video needs PyAV)")
+    clip_input(sp)
     sp.add_argument("--out", required=True, help="codes file to write (.safetensors)")
-    sp.add_argument("--space", choices=("w", "w+"), default="w+")
-    sp.add_argument("--steps", type=g.step_count, default=300, help="steps of the anchor frame")
-    sp.add_argument("--warm-steps", type=g.step_count, default=None, help="steps of each warm-started pass")
-    sp.add_argument("--smoothness", type=g.nonneg_float, default=0.0, help="weight of the temporal smoothness term")
-    sp.add_argument("--perceptual", help="local VGG16 weights (.safetensors, see `dynode convert-perceptual`) for a "
-                    "perceptual loss (never downloaded)")
-    sp.add_argument("--fps", type=g.fps, help="frame rate of the input (read from the file when it has one)")
-    sp.add_argument("--every", type=g.frame_count, default=1, help="keep every k-th frame (sparse keyframes)")
-    sp.add_argument("--max-frames", type=g.frame_count, help="read at most this many frames")
-    sp.add_argument("--batch-size", type=g.batch_size, default=16)
-    sp.add_argument("--seed", type=g.nonneg_int, default=0)
+    inversion(sp)
     common(sp)
     sp.set_defaults(func=cmd_invert, out_suffixes=(".safetensors",))
+
+    sp = sub.add_parser("tune", help="pivotal tuning: video + its codes -> a tuned generator .safetensors")
+    clip_input(sp)
+    sp.add_argument("--out", required=True, help="generator file to write (.safetensors)")
+    sp.add_argument("--codes", help="codes of the same frames from `dynode invert` (default: invert them first)")
+    sp.add_argument("--tune-steps", type=g.step_count, default=150, help="tuning steps")
+    sp.add_argument("--lr", type=g.positive_float, default=3e-4, help="tuning learning rate")
+    sp.add_argument("--locality", type=g.nonneg_float, default=1.0,
+                    help="weight of the term that keeps codes other than the clip's decoding as before")
+    inversion(sp)
+    common(sp)
+    sp.set_defaults(func=cmd_tune, out_suffixes=(".safetensors",))
 
     sp = sub.add_parser("fit", help="codes -> fitted dynamics .safetensors")
     sp.add_argument("codes", help="codes file from `dynode invert`")

@@ -36,6 +36,27 @@ def run(*args):
     return main([str(a) for a in args])
 
 
+def test_tune_writes_a_new_generator(files, tmp_path, capsys):
+    codes, tuned = tmp_path / "codes.safetensors", tmp_path / "tuned.safetensors"
+    assert run("invert", files / "g.safetensors", files / "clip.gif", "--out", codes, "--steps", 8,
+               "--encoder", "none", "--device", "cpu", "-q") == 0
+    assert dc.load_codes(codes).metadata["inversion"] == "optimisation"
+    before = (files / "g.safetensors").read_bytes()
+    assert run("tune", files / "g.safetensors", files / "clip.gif", "--codes", codes, "--out", tuned,
+               "--tune-steps", 3, "--device", "cpu", "-q") == 0
+    G2 = dc.load_generator(tuned)
+    assert G2.num_ws == 6 and (files / "g.safetensors").read_bytes() == before
+    assert run("tune", files / "g.safetensors", files / "clip.gif", "--codes", codes, "--out", tuned,
+               "--tune-steps", 3, "--device", "cpu", "-q") == 2  # no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert run("tune", files / "g.safetensors", files / "clip.gif", "--codes", codes, "--every", 2, "--out",
+               tmp_path / "t2.safetensors", "--device", "cpu", "-q") == 2
+    assert "same --every" in capsys.readouterr().err
+    assert run("invert", files / "g.safetensors", files / "clip.gif", "--out", tmp_path / "c2.safetensors",
+               "--encoder", "builtin", "--device", "cpu", "-q") == 2  # 10 x 128 codes for a 6 x 16 generator
+    assert "num_ws" in capsys.readouterr().err
+
+
 def test_invert_decode_edit_roundtrip(files, tmp_path, capsys):
     codes = tmp_path / "codes.safetensors"
     assert run("invert", files / "g.safetensors", files / "clip.gif", "--out", codes, "--steps", 20,
@@ -115,7 +136,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("demo", "invert", "fit", "sample", "edit", "decode", "convert"):
+    for cmd in ("demo", "invert", "tune", "fit", "sample", "edit", "decode", "convert"):
         assert cmd in out
 
 
