@@ -53,7 +53,7 @@ def _picture(path, G, rows: dict[str, torch.Tensor]) -> None:
     for name, frames in rows.items():
         strip = torch.cat(list(frames.clamp(-1, 1)), dim=2)
         strip = torch.nn.functional.interpolate(strip[None], scale_factor=scale, mode="nearest")[0]
-        img = Image.fromarray(frames_to_uint8(strip[None])[0])
+        img = Image.fromarray(frames_to_uint8(strip[None])[0].numpy())
         canvas = Image.new("RGB", (img.width + label_w, img.height), "white")
         canvas.paste(img, (label_w, 0))
         ImageDraw.Draw(canvas).text((6, img.height // 2 - 6), name, fill="black")

@@ -119,7 +119,8 @@ class Invert:
                 "off).", min=0.0, max=100.0, step=0.1),
           Seed("Seed of the tuning's batches and locality samples."),
       ],
-      outputs=[Output("generator", GENERATOR, "The tuned copy (decode the clip's codes with it).")])
+      outputs=[Output("generator", GENERATOR, "The tuned copy."),
+               Output("codes", CODES, "The same codes, stamped as the tuned generator's (decode them with it).")])
 class TuneGenerator:
     @_runtime.grad_enabled
     def run(self, generator, images, codes, steps, learning_rate, locality, seed):
@@ -128,7 +129,7 @@ class TuneGenerator:
         with _runtime.on_compute_device(generator) as device:
             tuned = dc.tune_generator(generator, frames.to(device), codes.to(device), steps=steps, lr=learning_rate,
                                       locality=locality, seed=seed, progress=progress, cancel=_runtime.cancel_hook)
-        return (tuned.to(_runtime.offload_device()),)
+        return tuned.to(_runtime.offload_device()), codes.stamped(tuned)
 
 
 @node("DynodeDecode", "Decode Codes (DynODE)", category="DynODE",

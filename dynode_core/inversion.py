@@ -113,8 +113,8 @@ class InversionOptions:
         threads: CPU threads (default: one for images up to 128 px, else torch's setting).
     """
     space: str = "w+"
-    refine_steps: int = 24
-    refine_lr: float = 0.004
+    refine_steps: int = 20
+    refine_lr: float = 0.005
     encoder_iterations: int | None = None
     steps: int = 300
     warm_steps: int | None = None

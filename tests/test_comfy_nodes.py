@@ -18,7 +18,7 @@ from comfy_nodes.sockets import Codes, Direction, DynamicsSpec  # noqa: E402
 N = comfy_nodes.NODE_CLASS_MAPPINGS
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SOCKET_TYPES = {"DYNODE_GENERATOR", "DYNODE_CODES", "DYNODE_DYNAMICS_SPEC", "DYNODE_DYNAMICS", "DYNODE_TIMES",
-                "DYNODE_DIRECTION", "DYNODE_FACES", "IMAGE", "FLOAT"}
+                "DYNODE_DIRECTION", "DYNODE_FACES", "DYNODE_ENCODER", "IMAGE", "FLOAT"}
 
 
 def run(node_id, **inputs):
@@ -414,3 +414,22 @@ def test_fit_and_decode_report_progress_and_stop_on_cancel(fake_comfy, G, codes)
     fake_comfy["interrupt_after"] = fake_comfy["calls"] + 1
     with pytest.raises(_Interrupted):
         run("DynodeDecode", generator=G, codes=codes, batch_size=1)
+
+
+def test_encoder_and_tune_nodes(G, clip, codes):
+    images, times = clip
+    (enc,) = run("DynodeLoadEncoder", encoder_name="builtin")
+    assert (enc.num_ws, enc.w_dim) == (10, 128)
+    with pytest.raises(ValueError, match="num_ws"):  # the built-in encoder does not fit the tiny generator
+        run("DynodeInvert", generator=G, images=images[:2], space="w+", steps=2, smoothness=0.0, seed=0,
+            encoder=enc)
+    (c,) = run("DynodeInvert", generator=G, images=images[:2], space="w", steps=2, smoothness=0.0, seed=0,
+               start="optimisation only")
+    assert c.metadata["inversion"] == "optimisation"
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    G2, c2 = run("DynodeTuneGenerator", generator=G, images=images, codes=codes, steps=3, learning_rate=3e-4,
+                locality=1.0, seed=0)
+    assert G2 is not G and all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(c2.codes, codes.codes) and c2.generator != codes.generator
+    (frames,) = run("DynodeDecode", generator=G2, codes=c2, batch_size=4)
+    assert frames.shape == images.shape
