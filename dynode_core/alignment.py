@@ -387,11 +387,14 @@ def interpolate_transforms(transforms: torch.Tensor, times, new_times, size: int
     return out.float()
 
 
-def _framing(framing: Framing | str) -> Framing:
+def _framing(framing) -> Framing:
     if isinstance(framing, Framing):
         return framing
+    if hasattr(framing, "resolution") and hasattr(framing, "w_dim"):  # a generator: the framing it was trained on
+        from .video_pipeline import framing_for
+        return FRAMINGS[framing_for(framing)]
     if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {sorted(FRAMINGS)} or a Framing, got {framing!r}")
+        raise ValueError(f"framing must be one of {sorted(FRAMINGS)}, a Framing or a generator, got {framing!r}")
     return FRAMINGS[framing]
 
 
@@ -484,10 +487,11 @@ def align_faces(frames: torch.Tensor, size: int = 256, framing: Framing | str = 
     """Find the face in every frame and cut out aligned crops. frames [T, 3, H, W] in [-1, 1] -> `AlignedFaces`
     with crops [T, 3, size, size], transforms [T, 3, 3] (crop pixel -> frame pixel) and found [T].
 
-    framing: "ffhq" (FFHQ StyleGAN2 models; the default), "builtin" (the built-in 64-px generator) or a
-    `Framing`. smoothing: width in frames of the temporal smoothing (0: none). Frames without a face are
-    flagged in `found` and get their neighbours' interpolated transform; a clip without any face raises
-    ValueError. Needs the `faces` extra (MediaPipe).
+    framing: "ffhq" (FFHQ StyleGAN2 models; the default), "builtin" (the built-in 64-px generator), a
+    `Framing`, or a generator (its own framing: "builtin" for the built-in one, "ffhq" otherwise).
+    smoothing: width in frames of the temporal smoothing (0: none). Frames without a face are flagged in
+    `found` and get their neighbours' interpolated transform; a clip without any face raises ValueError.
+    Needs the `faces` extra (MediaPipe).
     """
     fr = _framing(framing)
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] not in (1, 3, 4):

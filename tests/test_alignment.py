@@ -228,3 +228,11 @@ def test_batch_of_unrelated_warps_is_not_averaged_together(one_thread):
         alone = dc.align_faces(canvases[k:k + 1], size=256)
         assert corner_error(together.transforms[k], alone.transforms[0], 256) < 3.0
         assert corner_error(together.transforms[k], T, 256) < 15.0
+
+
+@needs_faces
+def test_framing_from_a_generator(one_thread):
+    G = dc.load_generator("builtin")
+    big = builtin.render_faces(builtin.random_factors(1, seed=2), size=128)
+    a = dc.align_faces(big, size=64, framing=G)
+    assert a.framing.name == "builtin"
