@@ -298,12 +298,17 @@ def _torch_load_allowlist() -> list:
     return out
 
 
-def _load_rosinality(path: Path) -> tuple[Generator, dict]:
+def _scan_torch_file(path: Path, fail) -> None:
+    """Before `torch.load(weights_only=True)`: check every tensor's layout in a zip archive (torch would grow a
+    storage too small for its view with uninitialised memory) and refuse TorchScript."""
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
-    if is_zip:  # check every tensor's layout before torch builds any
-        if scan_torch_zip(path, fail=lambda what: _fail(path, what)):
-            raise _fail(path, "a TorchScript archive (loading it would run code stored in the file); refused")
+    if is_zip and scan_torch_zip(path, fail=fail):
+        raise fail("a TorchScript archive (loading it would run code stored in the file); refused")
+
+
+def _load_rosinality(path: Path) -> tuple[Generator, dict]:
+    _scan_torch_file(path, lambda what: _fail(path, what))
     try:
         with torch.serialization.safe_globals(_torch_load_allowlist()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

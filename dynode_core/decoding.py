@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from ._limits import check
 from ._memory import reuse_freed_memory
 from ._threads import thread_scope
 from .clip import Clip
@@ -35,17 +36,22 @@ def decode(G: torch.nn.Module, codes: torch.Tensor | Clip, batch_size: int = 8, 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n = codes.shape[0]
-    out = []
+    check("CLIP_ELEMENTS", n * 3 * G.resolution ** 2, f"the values of {n} decoded {G.resolution}-px frames")
+    out = None  # filled in place: a clip is held once, not twice as with torch.cat
     with torch.inference_mode(), thread_scope(threads, G.resolution, min(batch_size, n)), reuse_freed_memory():
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise Cancelled(f"decoding cancelled after {start} of {n} frames")
             chunk = codes[start:start + batch_size].to(G.device)
-            out.append(G.synthesis(chunk, noise_mode=noise_mode).float())
+            img = G.synthesis(chunk, noise_mode=noise_mode).float()
+            if out is None:
+                with torch.inference_mode(False):
+                    out = torch.empty((n, *img.shape[1:]), dtype=img.dtype, device=img.device)
+            out[start:start + len(img)] = img
             if progress is not None:
                 progress(min(start + batch_size, n), n)
     # Leave inference mode: the frames may feed into autograd later (e.g. as inversion targets).
-    return torch.cat(out)
+    return out
 
 
 def _check_identity(clip: Clip, G: torch.nn.Module) -> None:

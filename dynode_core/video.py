@@ -41,8 +41,12 @@ _FRAME_RE = re.compile(r"^frame_(\d{6})\.png$")
 
 def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """[T, 3, H, W] in [-1, 1] -> uint8 [T, H, W, 3] (values outside [-1, 1] are clipped)."""
-    frames = to_rgb(_check_frames(frames))
-    return ((frames.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+    frames = to_rgb(_check_frames(frames)).detach()
+    out = torch.empty((frames.shape[0], *frames.shape[2:], 3), dtype=torch.uint8)
+    for i in range(0, frames.shape[0], 64):  # in chunks: no full-size float temporaries
+        part = frames[i:i + 64].float().cpu().clamp(-1, 1).add_(1).mul_(127.5).round_()
+        out[i:i + 64] = part.to(torch.uint8).permute(0, 2, 3, 1)
+    return out
 
 
 def frames_from_uint8(array) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import _sniff, _torch_load_allowlist
+from ..checkpoints import _scan_torch_file, _sniff, _torch_load_allowlist
 from ..errors import CheckpointError
 from .irse import ENCODER_TYPES, BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus
 
@@ -43,6 +43,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise _fail(path, str(e).split(": ", 1)[-1].split(". Supported")[0]) from None
     if kind != "torch":
         raise _fail(path, "not a PyTorch checkpoint file")
+    _scan_torch_file(path, lambda what: _fail(path, what))
     try:
         with torch.serialization.safe_globals(_torch_load_allowlist()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
