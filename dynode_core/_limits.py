@@ -20,7 +20,8 @@ LIMITS: dict[str, tuple[int, str]] = {
     "CHANNELS": (8192, "channels of one generator or encoder layer"),
     "W_DIM": (8192, "latent width (z_dim, w_dim)"),
     "NUM_WS": (64, "W+ layers of a code"),
-    "HIDDEN": (16384, "hidden width of a dynamics network"),
+    "HIDDEN": (4096, "hidden width / state / rank of a dynamics network"),
+    "SOLVER_STEPS": (100, "ODE/SDE solver steps per mean keyframe gap (1 / step)"),
     "DEPTH": (64, "layers of a dynamics network"),
     "TENSOR_ELEMENTS": (2**28, "elements of one tensor read from a file (2**28 float32 = 1 GiB)"),
     "FRAMES": (20000, "frames read from a clip, or times / frames a command produces"),
@@ -109,7 +110,7 @@ def check_generator_config(resolution, z_dim, w_dim, n_mlp, channels: dict | Non
 
 def check_dynamics_config(config: dict, what: str = "dynamics") -> None:
     """Bounds of a dynamics model's options (from `fit_dynamics(**options)` or a dynamics file), checked
-    before the model is built: widths and rank <= HIDDEN, iterations <= STEPS, 1 / step <= STEPS."""
+    before the model is built: widths and rank <= HIDDEN, iterations <= STEPS, 1 / step <= SOLVER_STEPS."""
     for k, v in config.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
@@ -119,7 +120,7 @@ def check_dynamics_config(config: dict, what: str = "dynamics") -> None:
             check("STEPS", v, f"{what} {k}")
         elif k == "step":
             if v > 0:
-                check("STEPS", 1.0 / v, f"{what} 1 / step (solver steps per unit time)")
+                check("SOLVER_STEPS", 1.0 / v, f"{what} 1 / step (solver steps per keyframe gap)")
         elif k in ("hidden", "state", "rank", "width", "channels") or "hidden" in k:
             check("HIDDEN", v, f"{what} {k}")
         elif k in ("depth", "layers"):
