@@ -94,6 +94,8 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
         raise _fail(path, "no such file (the only built-in name is 'builtin')")
     if path.is_dir():
         raise _fail(path, "it is a directory, not a checkpoint file")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise _fail(path, "not a regular file")
     return path
 
 

@@ -108,7 +108,7 @@ def _resolve_direction(path: str | os.PathLike) -> Path:
         hint = f" Built-in directions: {', '.join(named)}." if named else ""
         raise FileNotFoundError(2, f"direction file not found.{hint}", str(path))
     if not p.is_file():
-        raise IsADirectoryError(21, "a direction must be a file, not a folder", str(path))
+        raise IsADirectoryError(21, "a direction must be a regular file (not a folder, FIFO or device)", str(path))
     return p
 
 

@@ -163,6 +163,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
         raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
     if not path.exists():
         raise FileNotFoundError(2, "no such file or folder", str(path))
+    if not (path.is_dir() or path.is_file()):  # a FIFO or device would block or never end
+        raise VideoError(f"{path} is not a regular file or folder")
     out = _Frames(path, max_frames)
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")

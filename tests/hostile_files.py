@@ -187,6 +187,8 @@ def tree_hash(root: Path) -> dict[str, bytes]:
     import hashlib
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file():
+        if not p.is_file():
+            out[str(p.relative_to(root))] = b"dir" if p.is_dir() else b"other"
+        else:
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).digest()
     return out

@@ -3,6 +3,7 @@ nothing executed, and no pre-existing file changed. Crafted files come from test
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -36,11 +37,12 @@ def world(tmp_path_factory):
     (files / "existing.safetensors").write_bytes(b"precious")
     (files / "existing.gif").write_bytes(b"precious gif")
     (files / "a_file").write_bytes(b"i am a file")
+    os.mkfifo(files / "fifo.gif")  # reading it would block forever
     (files / "frames").mkdir()
     (files / "frames" / "holiday.jpg").write_bytes(b"user photo")
     (files / "frames" / "frame_000000.png").write_bytes(b"old frame")
     f.update({k: files / k for k in ("codes.safetensors", "dyn.safetensors", "clip.gif", "existing.safetensors",
-                                     "existing.gif", "a_file", "frames")})
+                                     "existing.gif", "a_file", "frames", "fifo.gif")})
     f["other_gen_codes.safetensors"] = other
     return root, files, victim, f
 
@@ -49,12 +51,13 @@ GEN_FILES = ["empty.pt", "random.safetensors", "random.pkl", "truncated.safetens
              "code.pkl", "code_reduce.pt", "stride0.pkl", "bigger_than_storage.pkl", "negative_shape.pkl",
              "zip_stride0.pt", "zip_overrun.pt", "zip_short_record.pt", "zip_huge_numel.pt", "n_mlp.safetensors",
              "resolution.safetensors", "not_pow2.safetensors", "channels.safetensors", "w_dim.safetensors",
-             "config_list.safetensors", "config_garbage.safetensors", "codes.safetensors", "clip.gif", "frames"]
-CLIP_FILES = ["truncated.png", "not_a_video.mp4", "not_an_image.gif", "empty.pt", "a_file",
+             "config_list.safetensors", "config_garbage.safetensors", "codes.safetensors", "clip.gif", "frames",
+             "fifo.gif"]
+CLIP_FILES = ["truncated.png", "fifo.gif", "not_a_video.mp4", "not_an_image.gif", "empty.pt", "a_file",
               "codes.safetensors"]
-DIRECTION_FILES = ["bomb.npz", "truncated.npz", "forged.npy", "truncated_dir.pt", "code_reduce.pt", "empty.pt",
+DIRECTION_FILES = ["fifo.gif", "bomb.npz", "truncated.npz", "forged.npy", "truncated_dir.pt", "code_reduce.pt", "empty.pt",
                    "frames", "random.safetensors", "zip_stride0.pt"]
-CODE_FILES = ["nan_codes.safetensors", "inf_times.safetensors", "no_codes.safetensors", "random.safetensors",
+CODE_FILES = ["fifo.gif", "nan_codes.safetensors", "inf_times.safetensors", "no_codes.safetensors", "random.safetensors",
               "empty.pt", "dyn.safetensors", "frames", "truncated.safetensors"]
 DYN_FILES = ["dyn_forged.safetensors", "dyn_missing.safetensors", "codes.safetensors", "random.safetensors",
              "empty.pt", "frames"]
