@@ -234,6 +234,15 @@ def install_signal_handlers() -> None:
         pass
 
 
+def one_line_warnings() -> None:
+    """Format warnings as one line each ("dynode: warning: ..."), not two with a source line."""
+    import warnings
+
+    def fmt(message, category, filename, lineno, line=None):
+        return f"dynode: warning: {' '.join(str(message).split())[:400]}\n"
+    warnings.formatwarning = fmt
+
+
 _FILE_ERRORS = (zipfile.BadZipFile, EOFError, struct.error, pickle.UnpicklingError, UnicodeError)
 
 

@@ -618,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     g.install_signal_handlers()
+    g.one_line_warnings()
     try:
         g.check_outputs(args)  # before any long work
         with thread_scope(getattr(args, "threads", None)):
