@@ -214,7 +214,7 @@ def cmd_tune(args) -> None:
     G = _load_generator(args.generator, device)
     log = _log(args)
     if args.codes:
-        clip = load_codes(_need_file(args.codes, "codes file"))
+        clip = load_codes(_need_file(args.codes, "codes file"), G, strict=not getattr(args, "force", False))
         if clip.codes.shape[0] != frames.shape[0]:
             raise CLIError(f"--codes holds {clip.codes.shape[0]} codes but {frames.shape[0]} frames were read from "
                            f"{args.input} (use the same --every / --max-frames as for `dynode invert`)")
@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     clip_input(sp)
     sp.add_argument("--out", required=True, help="generator file to write (.safetensors)")
     sp.add_argument("--codes", help="codes of the same frames from `dynode invert` (default: invert them first)")
+    sp.add_argument("--force", action="store_true", help="use --codes even if they are stamped with another generator")
     sp.add_argument("--tune-steps", type=g.step_count, default=150, help="tuning steps")
     sp.add_argument("--lr", type=g.positive_float, default=3e-4, help="tuning learning rate")
     sp.add_argument("--locality", type=g.nonneg_float, default=1.0,
