@@ -26,7 +26,7 @@ from .._threads import thread_scope
 from ..alignment import align_faces, faces_available, paste_faces
 from ..checkpoints import load_generator
 from ..codes import save_codes
-from ..decoding import decode
+from ..decoding import decode as _decode
 from ..dynamics._interp import locate
 from ..editing import builtin_directions, edit_all, edit_initial, flicker, load_direction, temporal_consistency
 from ..inversion import invert
@@ -39,6 +39,11 @@ from .renderer import face_regions, render_clip, talking_clip
 from .scene import scene_clip
 
 __all__ = ["run_demo", "DemoConfig"]
+
+
+def _decode_cpu(G, codes):
+    """Frames on the CPU, where the demo measures and draws them (dc.decode answers on G's device)."""
+    return _decode(G, codes).cpu()
 
 
 @dataclass
@@ -194,7 +199,7 @@ def _stage_edit(G, dyn, codes: torch.Tensor, grid: torch.Tensor, path: torch.Ten
     z0 = edit_initial(codes, d, cfg.edit_strength)
     # The paper's recipe: the learned dynamics alone, run from the edited first code.
     edited = dyn.sample(grid, z0=z0, keyframes=False).detach().cpu()
-    frames_edit, frames_edit_all = decode(G, edited), decode(G, edit_all(path, d, cfg.edit_strength))
+    frames_edit, frames_edit_all = _decode_cpu(G, edited), _decode_cpu(G, edit_all(path, d, cfg.edit_strength))
     metrics = {
         "direction": edit_name, "strength": cfg.edit_strength,
         "motion_error_propagated": temporal_consistency(frames_edit, frames_dyn),
@@ -248,7 +253,7 @@ def _stage_write(out: Path, cfg: DemoConfig, clip: _Clip, seed: int, G, codes, p
     write_video(out / "ground_truth.gif", clip.truth, fps=fps)
     left, right, a = locate(key_t.double(), grid.double())
     held = codes[torch.where(a > 1 - 1e-6, right, left)]  # the latest keyframe at or before each time
-    frames_held = decode(G, held)  # each keyframe's reconstruction shown until the next keyframe
+    frames_held = _decode_cpu(G, held)  # each keyframe's reconstruction shown until the next keyframe
     write_video(out / "keyframes.gif", frames_held, fps=fps)
     write_video(out / "interpolated.gif", frames["dyn"], fps=fps)
     write_video(out / "interpolated.webp", frames["dyn"], fps=fps)
@@ -352,7 +357,7 @@ def _run_demo(out, quick, device, seed, config, progress, log, faces) -> dict:
     with stage("decode", bar=False):
         path = dyn.sample(grid).detach().cpu()
         linear = _lerp_codes(key_t, codes, grid)
-        frames = {"dyn": decode(G, path), "lin": decode(G, linear)}
+        frames = {"dyn": _decode_cpu(G, path), "lin": _decode_cpu(G, linear)}
     p_dyn, p_lin = psnr(frames["dyn"], clip.truth), psnr(frames["lin"], clip.truth)
 
     with stage("edit first frame and propagate", bar=False):
@@ -364,7 +369,7 @@ def _run_demo(out, quick, device, seed, config, progress, log, faces) -> dict:
         sde = fit_dynamics(key_t, codes, kind="sde", progress=cb, **cfg.sde_options)
     with stage("SDE variations", bar=False):
         variations = [sde.sample(grid, seed=seed + k).detach().cpu() for k in range(cfg.sde_samples)]
-        frames["var"] = [decode(G, v) for v in variations]
+        frames["var"] = [_decode_cpu(G, v) for v in variations]
 
     scene_metrics = {}
     if with_faces:
