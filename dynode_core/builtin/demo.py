@@ -185,7 +185,7 @@ def _motion_kept(G, codes: torch.Tensor, clip: _Clip, seed: int) -> float:
     """metrics.motion_kept of the inverted keyframes against the renderer's, inside the eyes+mouth mask."""
     with torch.no_grad():
         mask = face_regions(talking_clip(clip.grid[clip.is_key], seed=seed), size=G.resolution)
-        return motion_kept(decode(G, codes), clip.truth[clip.is_key].cpu(), mask)
+        return motion_kept(_decode_cpu(G, codes), clip.truth[clip.is_key].cpu(), mask)
 
 
 def _stage_edit(G, dyn, codes: torch.Tensor, grid: torch.Tensor, path: torch.Tensor, frames_dyn: torch.Tensor,
