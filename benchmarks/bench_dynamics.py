@@ -252,6 +252,8 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of training for the original recipe")
     ap.add_argument("--random", type=int, default=16, help="random interpolation splits")
     ap.add_argument("--many", type=int, default=200, help="random interpolation splits for the keyframe path")
+    ap.add_argument("--part", choices=("all", "interpolation", "extrapolation"), default="all",
+                    help="run only the interpolation protocols (with the synthetic ones) or only extrapolation")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not DATA.is_file():
@@ -269,27 +271,37 @@ def main(argv=None):
           f"{torch.get_num_threads()} thread(s); original recipe budget {budget:g} s")
     t_all = time.perf_counter()
     full = {k: v for k, v in METHODS.items() if "keyframe path" not in k}
+    if args.part == "extrapolation":
+        interp, randoms, args.many = {}, {}, 0
+    extrap_run = {} if args.part == "interpolation" else extrap
+    if args.part == "interpolation":
+        more_extrap = {}
     for name, (train, test) in interp.items():
         rows = evaluate(times, codes, train, test, full, False, budget if name == "even->odd" else None)
         print_table(f"interpolation {name}: train {train}, predict {test}", rows, "linear interpolation")
-    summarise(f"interpolation, {len(randoms)} random splits (endpoints kept, 3-6 frames between)", times, codes,
+    if randoms:
+        summarise(f"interpolation, {len(randoms)} random splits (endpoints kept, 3-6 frames between)", times, codes,
               randoms, ("ode", "ode pace=False", "cde"), False, "linear interpolation")
-    if not args.quick:
+    if not args.quick and args.many:
         many = protocols(args.many, seed=1)[1]
         for direction, clip in (("forwards", codes), ("backwards", codes.flip(0))):
             summarise(f"interpolation, {args.many} more random splits (seed 1), keyframe path only, the clip "
                       f"{direction}", times, clip, many, ("ode keyframe path", "ode keyframe path, pace=False"),
                       False, "linear interpolation")
-    for name, (train, test) in extrap.items():
+    for name, (train, test) in extrap_run.items():
         rows = evaluate(times, codes, train, test, full, True, budget if name == "0..7 -> 8..10" else None)
         print_table(f"extrapolation {name}: train {train}, predict {test}", rows, "hold / nearest frame")
-    if not args.quick:
+    if not args.quick and more_extrap:
         summarise(f"extrapolation from every start and end ({', '.join(more_extrap)})", times, codes, more_extrap,
                   ("ode", "sde (one sample)", "cde"), True, "hold / nearest frame")
     # synthetic smooth motion
     synth = smooth_codes(times)
     syn = {"even->odd": interp["even->odd"], "irregular B": ([0, 2, 3, 7, 10], [1, 4, 5, 6, 8, 9]),
            "0..7 -> 8..10": extrap["0..7 -> 8..10"]}
+    if args.part == "extrapolation":
+        syn = {}
+    if args.part == "interpolation":
+        syn = {k: v for k, v in syn.items() if "8..10" not in k}
     for name, (train, test) in syn.items():
         fits = {k: METHODS[k] for k in ("ode", "ode keyframes=False", "ode neural=True", "cde")}
         rows = evaluate(times, synth, train, test, fits, "->" in name and "8..10" in name)

@@ -186,7 +186,8 @@ def pace_weights(knots: torch.Tensor, distances: torch.Tensor, q: torch.Tensor) 
 
 
 def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.5,
-                   max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None) -> list[float]:
+                   max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None,
+                   min_folds_per_direction: int = 5) -> list[float]:
     """A tension per column of values [T, C] (e.g. per basis direction) from leave-one-out cross-validation
     over `TENSIONS`: each interior knot is predicted from the others. Per column, of the tensions whose error
     is within `tolerance` of that column's best, the highest is taken: the straightest safe choice, a curve
@@ -194,6 +195,8 @@ def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float =
     At most `max_folds` knots are left out, evenly spread, each predicted from the `reach` knots on either
     side (a knot further away changes a spline by < 1e-6).
     paced: the keyframes [T, F] whose distances pace the gaps (`pace_weights`); None: no pacing.
+    With fewer than `min_folds_per_direction` folds the directions' errors are pooled: one tension for all
+    (a direction's error over 3 or 4 folds is mostly chance).
     """
     knots = knots.detach().to("cpu", torch.float64)
     values = values.detach().to("cpu", torch.float64)
@@ -212,6 +215,8 @@ def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float =
             errors[a] += ((w @ values[keep] - values[j]) ** 2)[0]
     if not torch.isfinite(errors).all():
         return [TENSIONS[-1]] * C
+    if len(folds) < min_folds_per_direction:  # too few folds to judge directions apart: one tension for all
+        errors = errors.sum(1, keepdim=True).expand(-1, C)
     ok = errors <= (1 + tolerance) * errors.min(0).values + 1e-12
     return [max(p for a, p in enumerate(TENSIONS) if ok[a, c]) for c in range(C)]
 
