@@ -40,8 +40,8 @@ def parse_memory(value) -> int | None:
         if not m:
             raise ValueError(f"memory must be a byte count or a size like '8GB' or '512MiB', got {value!r}")
         n = float(m.group(1)) * _UNITS[m.group(2)]
-    if not n == n or n < 2**20 or n > 2**50:
-        raise ValueError(f"memory must be between 1 MiB and 1 PiB, got {value!r}")
+    if not n == n or n < 2**10 or n > 2**50:
+        raise ValueError(f"memory must be between 1 KiB and 1 PiB, got {value!r}")
     return int(n)
 
 

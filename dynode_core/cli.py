@@ -178,7 +178,7 @@ def _invert(args, G, frames, times, log):
     with progress_bar("invert", args.quiet) as bar:
         clip = invert(G, frames, encoder=encoder, times=times, space=args.space, steps=args.steps,
                       warm_steps=args.warm_steps, smoothness=args.smoothness, perceptual=args.perceptual,
-                      batch_size=args.batch_size, seed=args.seed, progress=bar)
+                      batch_size=args.batch_size, memory=args.memory, seed=args.seed, progress=bar)
     q = torch.tensor(clip.metadata["psnr"])
     log(f"inverted {len(frames)} frames ({clip.metadata['inversion']}"
         f"{', encoder ' + clip.metadata['encoder'] if 'encoder' in clip.metadata else ''}): reconstruction PSNR "
@@ -224,7 +224,7 @@ def cmd_tune(args) -> None:
     log(f"tuning the generator on {len(frames)} frames ({args.tune_steps} steps)")
     with progress_bar("tune", args.quiet) as bar:
         G2 = tune_generator(G, frames, codes, steps=args.tune_steps, lr=args.lr, locality=args.locality,
-                            perceptual=args.perceptual, seed=args.seed, progress=bar)
+                            perceptual=args.perceptual, seed=args.seed, progress=bar, memory=args.memory)
     save_generator(G2, args.out, metadata={"tuned_from": generator_fingerprint(G), "tuned_on": Path(args.input).name,
                                            "tune_steps": str(args.tune_steps)})
     log(f"wrote {args.out} (a tuned copy; {args.generator} is unchanged)")
@@ -474,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--perceptual", help="local VGG16 weights (.safetensors, see `dynode convert-perceptual`) "
                         "for a perceptual loss (never downloaded)")
         sp.add_argument("--batch-size", type=g.batch_size, default=16)
+        sp.add_argument("--memory", default=None, help="memory budget, e.g. 8GB (default: 70%% of the free RAM or "
+                        "VRAM); fewer frames are optimised at once when --batch-size would not fit")
         sp.add_argument("--seed", type=g.nonneg_int, default=0)
 
     sp = sub.add_parser("invert", help="video/GIF/image folder -> codes .safetensors")

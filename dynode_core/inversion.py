@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._frames import checked_frames
-from ._memory import reuse_freed_memory
+from ._memory import batch_size_for, parse_memory, reuse_freed_memory
 from ._threads import thread_scope
 from .decoding import Cancelled, decode
 from .metrics import psnr
@@ -109,6 +109,8 @@ class InversionOptions:
             classic projector, batched).
         perceptual / perceptual_weight: path of local VGG16 weights for a perceptual term (`PerceptualLoss`).
         batch_size: most frames optimised (or encoded) at once; a longer pass is split.
+        memory: budget for the optimisation's activations (bytes or "8GB"; default 70 % of the free RAM or
+            VRAM): batches hold fewer than batch_size frames when that many would not fit.
         seed: seed of the code noise of the anchor passes.
         threads: CPU threads (default: one for images up to 128 px, else torch's setting).
     """
@@ -128,8 +130,10 @@ class InversionOptions:
     batch_size: int = 16
     seed: int = 0
     threads: int | None = None
+    memory: int | str | None = None
 
     def __post_init__(self):
+        parse_memory(self.memory)
         if self.space not in ("w", "w+"):
             raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
         for name in ("steps", "batch_size"):
@@ -410,6 +414,7 @@ def invert(G: nn.Module, frames: torch.Tensor, encoder="auto", options: Inversio
         else:
             codes = torch.empty(T, n_layers, G.w_dim, device=device)
             plan = _optimisation_plan(T, o)
+        o = dataclasses.replace(o, batch_size=batch_size_for(G, "invert", o.memory, limit=min(o.batch_size, T)))
         total = sum(p.steps * len(_chunks(p, o.batch_size)) for p in plan)
         run = _Run(G, target, o, total, progress, cancel)
         w_avg, w_std = _w_stats(G, seed=o.seed) if any(p.kind == "anchor" for p in plan) else (None, 0.0)

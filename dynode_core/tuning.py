@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 
 from ._frames import checked_frames
+from ._memory import batch_size_for, reuse_freed_memory
+from ._threads import thread_scope
 from .clip import as_codes
 from .codes import check_codes
 from .errors import Cancelled
@@ -53,14 +55,17 @@ def _locality_codes(codes: torch.Tensor, G: Generator, n: int, gen: torch.Genera
 def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, lr: float = 3e-4,
                    locality: float = 1.0, locality_batch: int = 4, perceptual: str | os.PathLike | None = None,
                    batch_size: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> Generator:
+                   cancel: Callable[[], bool] | None = None, threads: int | None = None,
+                   memory: int | str | None = None) -> Generator:
     """Pivotal tuning: a NEW generator whose synthesis draws `frames` from `codes`; G is not modified.
 
     frames [T, 3, H, W] in [-1, 1] (resized to G's resolution); codes [T, L, D] or a Clip (e.g. from
     `invert`), L = 1 or G.num_ws. Adam (`lr`, cosine decay) for `steps` steps over batches of `batch_size`
     frames; `locality` weighs the term that keeps other codes decoding as in G (0 = off), on
     `locality_batch` codes per step. `perceptual`: path of local VGG16 weights (see `perceptual.py`).
-    progress(done, total) after every step; cancel() returning True raises `Cancelled`.
+    progress(done, total) after every step; cancel() returning True raises `Cancelled`. `threads`: CPU threads
+    (default: one up to 128 px, else torch's setting); `memory`: budget (bytes or "8GB"; default 70 % of the free
+    RAM / VRAM) that shrinks `batch_size` and `locality_batch` when they would not fit.
 
     The result is in eval mode without gradients, on G's device; save it with `save_generator`. Its identity
     fingerprint differs from G's, so codes stamped for G are told apart from codes for it.
@@ -72,7 +77,12 @@ def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, 
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     codes = check_codes(as_codes(codes), G)
-    with torch.inference_mode(False), torch.enable_grad():
+    fits = batch_size_for(G, "tune", memory, limit=batch_size + locality_batch)
+    if fits < batch_size + locality_batch:
+        batch_size = max(1, fits * batch_size // (batch_size + locality_batch))
+        locality_batch = max(0, min(locality_batch, fits - batch_size))
+    with torch.inference_mode(False), torch.enable_grad(), \
+            thread_scope(threads, G.resolution, batch_size + locality_batch), reuse_freed_memory():
         target = checked_frames(frames)
         if target.shape[0] != codes.shape[0]:
             raise ValueError(f"frames and codes must be one per frame: got {target.shape[0]} frames and "

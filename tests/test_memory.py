@@ -48,7 +48,7 @@ def test_batch_size_from_budget():
     assert batch_size_for(G, memory=f"{budget / 2**20:.3f}MiB") in (4, 5)
     assert batch_size_for(G) >= 1 and available_memory() > 0
     with pytest.warns(UserWarning, match="memory budget"):
-        assert batch_size_for(G, memory=2**20) == 1
+        assert batch_size_for(G, memory=2**10) == 1
 
 
 @pytest.mark.parametrize("text, value", [("8GB", 8 * 2**30), ("512 MiB", 512 * 2**20), ("1.5g", int(1.5 * 2**30)),
@@ -71,3 +71,21 @@ def test_reuse_freed_memory_keeps_results():
         with reuse_freed_memory():
             b = G.synthesis(ws)
     assert torch.equal(a, b)
+
+
+def test_invert_batches_from_the_memory_budget(monkeypatch):
+    import dynode_core.inversion as inv
+
+    G = small(16).requires_grad_(False)
+    per_frame, fixed = frame_bytes(G)
+    sizes = []
+    real = G.synthesis
+    monkeypatch.setattr(G, "synthesis", lambda ws, **k: (sizes.append(ws.shape[0]), real(ws, **k))[1])
+    frames = torch.rand(6, 3, 16, 16) * 2 - 1
+    inv.invert(G, frames, steps=2, warm_steps=1, warm_start=False, batch_size=16, memory=fixed + 2 * per_frame + 1)
+    assert max(sizes) == 2  # 6 frames in batches of 2, not one batch of 6
+    sizes.clear()
+    inv.invert(G, frames, steps=2, warm_steps=1, warm_start=False, batch_size=4, memory="1TB")
+    assert max(sizes) == 4
+    with pytest.raises(ValueError, match="memory"):
+        inv.invert(G, frames, steps=1, memory="lots")
