@@ -2,12 +2,12 @@
 
 Small problems (images of at most 128 px in small batches) run on one thread: their tensors are so small that
 the thread pool's synchronisation costs more than the maths, and far more when other jobs keep the cores busy.
-Larger ones use torch's setting (by default one thread per physical core, or OMP_NUM_THREADS when set), but no
-more threads than there are cores not busy with other programs at the start of the call (Linux: runnable threads
-in /proc/stat minus this process's own): an OpenMP team on cores that other jobs keep busy waits at every barrier
-for its slowest thread. So the policy only ever lowers the thread count and never oversubscribes. An explicit
-count wins: `threads=` of a library call, `--threads` of the CLI, or the environment variable DYNODE_THREADS; an
-explicit scope also holds for every scope opened inside it.
+Larger ones keep torch's setting (by default one thread per physical core, or OMP_NUM_THREADS when set), so the
+policy only ever lowers the thread count. (Large problems are not capped at the cores other programs leave idle:
+the scheduler shares the CPU per thread and long convolutions rarely wait at a barrier, so on a busy machine that
+cap made a 256-px decode slower; see docs/performance.md.) An explicit count wins:
+`threads=` of a library call, `--threads` of the CLI, or the environment variable DYNODE_THREADS; an explicit
+scope also holds for every scope opened inside it.
 """
 
 from __future__ import annotations
@@ -47,40 +47,11 @@ def _env_threads() -> int | None:
         raise ValueError(f"DYNODE_THREADS must be an integer from 1 to {MAX_THREADS}, got {raw!r}") from None
 
 
-def _running_elsewhere() -> int | None:
-    """Threads of other processes that are runnable now (Linux), or None when unknown."""
-    try:
-        with open("/proc/stat") as f:
-            running = next(int(line.split()[1]) for line in f if line.startswith("procs_running "))
-        own = 0
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    own += f.read().rpartition(")")[2].split()[0] == "R"
-            except OSError:
-                pass
-        return max(0, running - max(own, 1))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def policy_threads(resolution: int | None, batch: int = 1) -> int:
-    """Threads the policy picks for `batch` images of `resolution` px: 1 when small, else torch's setting capped
-    at the cores other programs leave idle now."""
-    current = torch.get_num_threads()
+    """Threads the policy picks for `batch` images of `resolution` px: 1 when small, else torch's setting."""
     if resolution is not None and resolution <= SMALL_RESOLUTION and batch * resolution**2 <= SMALL_PIXELS:
         return 1
-    busy = _running_elsewhere()
-    if busy is None:
-        return current
-    return max(1, min(current, _cores() - busy))
+    return torch.get_num_threads()
 
 
 @contextmanager

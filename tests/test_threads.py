@@ -4,16 +4,12 @@ import pytest
 import torch
 
 import dynode_core as dc
-from dynode_core import _threads
 from dynode_core._threads import policy_threads, thread_scope
 from dynode_core.cli import main
 
 
 @pytest.fixture
-def two_threads(monkeypatch):
-    """torch set to 2 threads on an idle 4-core machine."""
-    monkeypatch.setattr(_threads, "_running_elsewhere", lambda: 0)
-    monkeypatch.setattr(_threads, "_cores", lambda: 4)
+def two_threads():
     n = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -31,18 +27,6 @@ def test_policy_small_one_thread_large_keeps_setting(two_threads, monkeypatch):
     assert torch.get_num_threads() == 2
     with thread_scope(resolution=1024) as n:
         assert n == 2 == torch.get_num_threads()
-
-
-def test_policy_leaves_cores_busy_elsewhere(two_threads, monkeypatch):
-    monkeypatch.setattr(_threads, "_running_elsewhere", lambda: 3)  # 1 of 4 cores idle
-    assert policy_threads(256, 8) == 1
-    monkeypatch.setattr(_threads, "_running_elsewhere", lambda: None)  # unknown: torch's setting
-    assert policy_threads(256, 8) == 2
-
-
-def test_running_elsewhere_reads_this_machine():
-    busy = _threads._running_elsewhere()
-    assert busy is None or busy >= 0
 
 
 def test_explicit_count_wins_and_nests(two_threads, monkeypatch):
