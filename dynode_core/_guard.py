@@ -166,7 +166,7 @@ def check_output(path: str | os.PathLike, inputs=(), overwrite: bool = False, su
             raise OutputError(f"output folder {p} holds files that are not DynODE frames ({', '.join(others[:3])}); "
                               "write the frames to a new or empty folder")
         if names and not overwrite:
-            raise OutputError(f"output folder {p} is not empty (pass --overwrite to replace its frames)")
+            raise OutputError(f"output folder {p} is not empty (pass --overwrite to let this command replace its own files there)")
     elif p.exists() or p.is_symlink():
         if not overwrite:
             raise OutputError(f"output {p} already exists (pass --overwrite to replace it)")
