@@ -366,25 +366,6 @@ def _parse_edit(text: str | None):
     return load_direction(name), value
 
 
-def _video_encoder(spec: str | None, G, device):
-    """--encoder: 'none' -> None; 'builtin' -> the built-in encoder for the built-in generator (None for other
-    generators: inversion starts from the average code); a path -> that pSp / e4e / ReStyle checkpoint."""
-    from .encoders import load_encoder
-    from .errors import CheckpointError
-    from .video_pipeline import framing_for
-
-    if spec is None or spec == "none":
-        return None
-    if spec == "builtin":
-        if framing_for(G) != "builtin":
-            return None
-        try:
-            return load_encoder("builtin", device=device)
-        except CheckpointError:  # a checkout without the encoder asset: optimise from the average code
-            return None
-    return load_encoder(_need_file(spec, "encoder checkpoint"), device=device)
-
-
 def cmd_video(args) -> None:
     from .video_pipeline import process_video
 
@@ -398,8 +379,7 @@ def cmd_video(args) -> None:
     edit = _parse_edit(args.edit)
     device = resolve_device(args.device)
     G = _load_generator(args.generator, device)
-    encoder = _video_encoder(args.encoder, G, device)
-    summary = process_video(src, out, G, encoder=encoder, factor=args.factor, edit=edit, kind=args.kind,
+    summary = process_video(src, out, G, encoder=_encoder_arg(args.encoder), factor=args.factor, edit=edit, kind=args.kind,
                             overwrite=args.overwrite, invert_options={"steps": args.steps}, seed=args.seed,
                             max_frames=args.max_frames, stage=lambda name: progress_bar(name, args.quiet),
                             log=_log(args))
@@ -572,9 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--generator", default="builtin", help="StyleGAN2 checkpoint (.safetensors, rosinality .pt, "
                     "NVIDIA .pkl; FFHQ-aligned face models) or 'builtin' (default: the built-in cartoon generator, "
                     "aligned with its own framing)")
-    sp.add_argument("--encoder", default="builtin", help="image encoder whose codes start the inversion: a pSp / "
-                    "e4e / ReStyle checkpoint PATH, 'builtin' (default: the built-in encoder for the built-in "
-                    "generator; for other generators no encoder) or 'none' (optimisation from the average code)")
+    sp.add_argument("--encoder", default="auto", help="image encoder whose codes start the inversion: 'auto' "
+                    "(default: the built-in encoder for the built-in generator, else none), 'builtin', 'none' "
+                    "(optimisation only) or a pSp / e4e / ReStyle checkpoint PATH")
     sp.add_argument("--factor", type=int, default=4, help="output frame rate = FACTOR x the input's (default 4)")
     sp.add_argument("--edit", metavar="NAME_OR_FILE:STRENGTH", help="edit the first frame along a direction (a "
                     "built-in name such as smile, or a direction file) by STRENGTH and let the dynamics carry it")

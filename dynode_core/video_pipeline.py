@@ -101,25 +101,11 @@ class _SourceFrames:
         self.reader.close()
 
 
-def _encoder_start(invert, encoder, G, crops: torch.Tensor) -> dict:
-    """invert() options that start from an image encoder's codes (its own `encoder=` when it has one)."""
-    import inspect
-
-    if "encoder" in inspect.signature(invert).parameters:
-        return {"encoder": encoder}
-    if hasattr(encoder, "check_generator"):
-        encoder.check_generator(G)
-    device = next(encoder.parameters()).device if any(True for _ in encoder.parameters()) else torch.device("cpu")
-    with torch.no_grad():
-        init = encoder(crops.to(device))
-    return {"init": init.float()}
-
-
 def _no_stage(name: str):
     return nullcontext(None)
 
 
-def process_video(src: str | os.PathLike, out: str | os.PathLike, G, encoder=None, factor: int = 4,
+def process_video(src: str | os.PathLike, out: str | os.PathLike, G, encoder="auto", factor: int = 4,
                   edit: tuple[torch.Tensor, float] | None = None, kind: str = "ode", overwrite: bool = False,
                   invert_options: dict | None = None, fit_options: dict | None = None, framing: str | None = None,
                   max_frames: int | None = None, seed: int = 0,
@@ -127,7 +113,8 @@ def process_video(src: str | os.PathLike, out: str | os.PathLike, G, encoder=Non
                   log: Callable[[str], None] = lambda msg: None) -> dict:
     """Read `src`, re-draw its face through G's latent space at `factor` x its frame rate, write `out` (MP4).
 
-    G: a generator (its resolution is the crop size; its framing from `framing_for`). edit: (direction
+    G: a generator (its resolution is the crop size; its framing from `framing_for`). encoder: as in
+    `invert` ("auto", None for optimisation only, an encoder, or its name / path). edit: (direction
     [D] or [L, D], strength) applied to the first frame's code and carried by the dynamics. kind: "ode" or
     "sde" (or "cde"). stage(name) returns a context manager yielding a progress(done, total) callback (the
     CLI draws tqdm bars). Returns a summary dict (frame counts, fps, seconds per stage). `out` is written to a
@@ -195,13 +182,10 @@ def process_video(src: str | os.PathLike, out: str | os.PathLike, G, encoder=Non
     faces = AlignedFaces(crops, transforms, found, size, tuple(frame_size), fr, tracks.float())
 
     with timed("invert") as cb:
-        opts = dict(invert_options or {})
-        if encoder is not None:
-            opts.update(_encoder_start(invert, encoder, G, crops))
-        codes = invert(G, crops, progress=cb, cancel=cancel, **opts)
-        codes = getattr(codes, "codes", codes)
+        clip = invert(G, crops, encoder=encoder, times=times, progress=cb, cancel=cancel, **(invert_options or {}))
+        codes = clip.codes
     with timed(f"fit {kind} dynamics") as cb:
-        dyn = fit_dynamics(times, codes, kind=kind, progress=cb, cancel=cancel, **(fit_options or {}))
+        dyn = fit_dynamics(clip, kind=kind, progress=cb, cancel=cancel, **(fit_options or {}))
     z0 = None
     if edit is not None:
         direction, strength = edit
