@@ -64,13 +64,15 @@ def reanimate(G, dyn, faces: AlignedFaces, times: torch.Tensor, grid: torch.Tens
     tr = faces.interpolate(times, grid)
     back = source_background(times, grid)
     total = len(grid)
+    # One sample of the whole grid (codes are small): an SDE sampled chunk by chunk would draw a new path
+    # for every chunk and jump at the chunk borders.
+    path = dyn.sample(grid, z0=z0, seed=seed)
     done = 0
     for lo in range(0, total, chunk):
         if cancel is not None and cancel():
             raise Cancelled("video rendering cancelled")
         hi = min(total, lo + chunk)
-        codes = dyn.sample(grid[lo:hi], z0=z0, seed=seed)
-        crops = decode(G, codes).cpu()
+        crops = decode(G, path[lo:hi]).cpu()
         frames = torch.stack([paste_one(source(int(back[k])), crops[k - lo], tr.transforms[k], faces.size,
                                         faces.framing) for k in range(lo, hi)])
         done = hi

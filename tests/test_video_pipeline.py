@@ -124,3 +124,22 @@ def test_process_video_on_the_scene(tmp_path, one_thread):
         assert corner.mean() < 4
     with pytest.raises(FileExistsError):
         process_video(src, out, G, factor=2)
+
+
+def test_reanimate_draws_one_sde_path_across_chunks(one_thread):
+    # The SDE is sampled once for the whole output grid: chunk by chunk it would draw a new path per chunk.
+    from dynode_core.video_pipeline import reanimate
+
+    G = dc.load_generator("builtin")
+    times = torch.arange(4) / 2.0
+    codes = builtin.load_factor_encoder()(builtin.talking_clip(times)).detach()[:, None].expand(-1, G.num_ws, -1)
+    dyn = dc.fit_dynamics(times, codes.contiguous(), kind="sde", iterations=10)
+    size = G.resolution
+    eye = torch.eye(3).expand(len(times), 3, 3).clone()
+    faces = alignment.AlignedFaces(None, eye, torch.ones(len(times), dtype=torch.bool), size, (size, size),
+                                   alignment.FRAMINGS["builtin"])
+    grid = output_times(times, 2.0, 4)
+    frames = torch.zeros(3, size, size)
+    crops = torch.cat([c for _, c in reanimate(G, dyn, faces, times, grid, lambda i: frames, seed=3, chunk=3)])
+    whole = dc.decode(G, dyn.sample(grid, seed=3)).cpu()
+    assert torch.allclose(crops, whole, atol=1e-5)
