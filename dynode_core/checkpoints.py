@@ -309,20 +309,28 @@ def _scan_torch_file(path: Path, fail) -> None:
         raise fail("a TorchScript archive (loading it would run code stored in the file); refused")
 
 
-def _load_rosinality(path: Path) -> tuple[Generator, dict]:
-    _scan_torch_file(path, lambda what: _fail(path, what))
+def _load_torch_dict(path: Path, fail=None) -> dict:
+    """A PyTorch checkpoint dict, read as tensors and plain containers only (layout scanned first).
+    fail(what) builds the CheckpointError (default: this module's, naming the generator formats)."""
+    fail = fail or (lambda what: _fail(path, what))
+    _scan_torch_file(path, fail)
     try:
         with torch.serialization.safe_globals(_torch_load_allowlist()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
         what = f"the global {found.group(1) or found.group(2)}" if found else "a Python object"
-        raise _fail(path, f"a PyTorch file that references {what}, which is not allowed (loading never runs "
-                          "code from a checkpoint; only tensors, containers and argparse.Namespace are read)") from None
+        raise fail(f"a PyTorch file that references {what}, which is not allowed (loading never runs "
+                   "code from a checkpoint; only tensors, containers and argparse.Namespace are read)") from None
     except Exception as e:
-        raise _fail(path, f"a damaged or truncated PyTorch file ({type(e).__name__}: {str(e)[:200]})") from None
+        raise fail(f"a damaged or truncated PyTorch file ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(ckpt, dict):
-        raise _fail(path, f"a PyTorch file holding a {type(ckpt).__name__}, not a checkpoint dict")
+        raise fail(f"a PyTorch file holding a {type(ckpt).__name__}, not a checkpoint dict")
+    return ckpt
+
+
+def _load_rosinality(path: Path) -> tuple[Generator, dict]:
+    ckpt = _load_torch_dict(path)
     latent_avg = ckpt.get("latent_avg")
     if "g_ema" in ckpt:
         state = ckpt["g_ema"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import _scan_torch_file, _sniff, _torch_load_allowlist
+from ..checkpoints import _load_torch_dict, _sniff
 from ..errors import CheckpointError
 from .irse import ENCODER_TYPES, BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus
 
@@ -43,19 +42,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise _fail(path, str(e).split(": ", 1)[-1].split(". Supported")[0]) from None
     if kind != "torch":
         raise _fail(path, "not a PyTorch checkpoint file")
-    _scan_torch_file(path, lambda what: _fail(path, what))
-    try:
-        with torch.serialization.safe_globals(_torch_load_allowlist()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(e))
-        what = f"the global {found.group(1) or found.group(2)}" if found else "a Python object"
-        raise _fail(path, f"the file references {what}, which is not allowed (nothing from a checkpoint is "
-                          "executed; only tensors and plain containers are read)") from None
-    except Exception as e:
-        raise _fail(path, f"a damaged or truncated PyTorch file ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(ckpt, dict):
-        raise _fail(path, f"the file holds a {type(ckpt).__name__}, not a checkpoint dict")
+    ckpt = _load_torch_dict(path, lambda what: _fail(path, what))
     state = ckpt.get("state_dict")
     if not isinstance(state, dict) or not any(str(k).startswith("encoder.") for k in state):
         keys = sorted(map(str, state if isinstance(state, dict) else ckpt))[:8]
