@@ -77,7 +77,7 @@ def test_inversion_wplus_shapes_and_quality(G, clip):
     clip = invert(G, frames[:1], space="w+", steps=5)
     assert isinstance(clip, Clip) and clip.codes.shape == (1, G.num_ws, G.w_dim)
     assert clip.metadata["inversion"] == "optimisation"  # "auto": no encoder for a generator of its own kind
-    assert clip.generator == dc.generator_fingerprint(G) and clip.device == G.device
+    assert clip.generator == generator_fingerprint(G) and clip.device == G.device
 
 
 def test_init_refines_previous_codes(G, clip):
