@@ -8,7 +8,7 @@ machine do not inflate CPU time the way they inflate wall time). For every clip 
 (`metrics.motion_kept`: correlation inside the eyes+mouth mask of the reconstruction's and the truth's
 deviations from their mean frame). Ratios are of means over the clips.
 
-    python benchmarks/bench_inversion.py [--clips 6] [--frames 12] [--fps 6] [--tune-steps 150] [--json out.json]
+    python benchmarks/bench_inversion.py [--clips 6] [--frames 12] [--fps 6] [--tune-steps 250] [--json out.json]
                                          [--picture docs/inversion_rows.png]
 """
 
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--fps", type=float, default=6.0)
     ap.add_argument("--first-seed", type=int, default=100, help="clip seeds are first-seed, first-seed + 1, ...")
-    ap.add_argument("--tune-steps", type=int, default=150, help="0 skips the tuning section")
+    ap.add_argument("--tune-steps", type=int, default=250, help="0 skips the tuning section")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--picture", help="write GT / oracle / default / optimisation-only rows of the first clip here")
@@ -109,9 +109,17 @@ def main() -> None:
             G2, sec_t = _run(lambda: dc.tune_generator(G, truth[seen], clip.codes[seen], steps=args.tune_steps))
             with torch.no_grad():
                 gain = [float(psnr(H.synthesis(clip.codes[i]), truth[i]).mean()) for H in (G2, G) for i in (seen, unseen)]
-            per["tuning"].append({"gain_seen": gain[0] - gain[2], "gain_unseen": gain[1] - gain[3], "seconds": sec_t})
+                # locality: random mapping samples, and codes halfway between the clip's and those samples,
+                # drawn by the tuned generator against the original (PSNR, higher = less changed)
+                gz = torch.Generator().manual_seed(seed)
+                w_rand = G.mapping(torch.randn(16, G.z_dim, generator=gz))[:, None].expand(-1, G.num_ws, -1)
+                w_mid = torch.lerp(clip.codes[torch.randint(args.frames, (16,), generator=gz)], w_rand, 0.5)
+                loc = [float(psnr(G2.synthesis(w), G.synthesis(w)).mean()) for w in (w_rand, w_mid)]
+            per["tuning"].append({"gain_seen": gain[0] - gain[2], "gain_unseen": gain[1] - gain[3],
+                                  "locality_random": loc[0], "locality_halfway": loc[1], "seconds": sec_t})
             print(f"  tuned on {len(seen)} frames ({sec_t:.1f} s): +{gain[0] - gain[2]:.2f} dB on them, "
-                  f"+{gain[1] - gain[3]:.2f} dB on the other {len(unseen)}", flush=True)
+                  f"+{gain[1] - gain[3]:.2f} dB on the other {len(unseen)}; tuned vs original G: {loc[0]:.1f} dB on "
+                  f"random samples, {loc[1]:.1f} dB halfway to them", flush=True)
 
     summary = {name: {key: _mean(rows, key) for key in rows[0]} for name, rows in per.items() if rows}
     d, n, o = summary["default"], summary["optimisation only"], summary["oracle"]
@@ -128,7 +136,8 @@ def main() -> None:
     if "tuning" in summary:
         tu = summary["tuning"]
         print(f"tuning ({args.tune_steps} steps on every other frame): +{tu['gain_seen']:.2f} dB on the tuned frames, "
-              f"+{tu['gain_unseen']:.2f} dB on the others, {tu['seconds']:.1f} CPU s")
+              f"+{tu['gain_unseen']:.2f} dB on the others, {tu['seconds']:.1f} CPU s; tuned vs original G "
+              f"{tu['locality_random']:.1f} dB on random samples, {tu['locality_halfway']:.1f} dB halfway")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "per_clip": per, "summary": summary, "ratios": ratios}, fh, indent=2)

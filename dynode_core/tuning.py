@@ -1,8 +1,8 @@
 """Pivotal tuning (PTI, Roich et al. 2021; as STIT applies it to video): fine-tune a copy of a generator's
 synthesis weights so a clip's inverted codes (the pivots) reproduce its frames exactly.
 
-The loss is the inversion's pixel + multi-scale MSE (+ a VGG16 perceptual term when local weights are given)
-on the clip's frames, plus a locality term that keeps the tuning local: codes that are NOT the clip's -
+The loss is the pixel MSE (+ a VGG16 perceptual term when local weights are given) on the clip's frames, plus,
+every `locality_interval` steps, a locality term that keeps the tuning local: codes that are NOT the clip's -
 interpolations between and small steps around its codes, and codes of the mapping network - must decode
 as the original generator decoded them. Interpolated, extrapolated and edited codes therefore still draw
 clean images. The mapping network, `w_avg` and the noise buffers are not changed.
@@ -22,7 +22,6 @@ from ._threads import thread_scope
 from .clip import as_codes
 from .codes import check_codes
 from .errors import Cancelled
-from .inversion import _pyramid_mse
 from .perceptual import PerceptualLoss
 from .stylegan2 import Generator
 from .video import resize_frames
@@ -52,8 +51,14 @@ def _locality_codes(codes: torch.Tensor, G: Generator, n: int, gen: torch.Genera
     return torch.cat([near.expand(-1, G.num_ws, -1), mapped.expand(-1, G.num_ws, -1)])
 
 
-def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, lr: float = 3e-4,
-                   locality: float = 1.0, locality_batch: int = 4, perceptual: str | os.PathLike | None = None,
+def _mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-frame pixel MSE. [B, 3, H, W] -> [B]"""
+    return (x - y).square().flatten(1).mean(1)
+
+
+def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 250, lr: float = 2e-3,
+                   locality: float = 0.1, locality_batch: int = 4, locality_interval: int = 4,
+                   perceptual: str | os.PathLike | None = None,
                    batch_size: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None, threads: int | None = None,
                    memory: int | str | None = None) -> Generator:
@@ -61,8 +66,9 @@ def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, 
 
     frames [T, 3, H, W] in [-1, 1] (resized to G's resolution); codes [T, L, D] or a Clip (e.g. from
     `invert`), L = 1 or G.num_ws. Adam (`lr`, cosine decay) for `steps` steps over batches of `batch_size`
-    frames; `locality` weighs the term that keeps other codes decoding as in G (0 = off), on
-    `locality_batch` codes per step. `perceptual`: path of local VGG16 weights (see `perceptual.py`).
+    frames, pixel MSE; `locality` weighs the term that keeps other codes decoding as in G (0 = off), on
+    `locality_batch` codes every `locality_interval` steps. `perceptual`: path of local VGG16 weights (see
+    `perceptual.py`).
     progress(done, total) after every step; cancel() returning True raises `Cancelled`. `threads`: CPU threads
     (default: one up to 128 px, else torch's setting); `memory`: budget (bytes or "8GB"; default 70 % of the free
     RAM / VRAM) that shrinks `batch_size` and `locality_batch` when they would not fit.
@@ -70,7 +76,8 @@ def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, 
     The result is in eval mode without gradients, on G's device; save it with `save_generator`. Its identity
     fingerprint differs from G's, so codes stamped for G are told apart from codes for it.
     """
-    for name, v, low in (("steps", steps, 1), ("batch_size", batch_size, 1), ("locality_batch", locality_batch, 0)):
+    for name, v, low in (("steps", steps, 1), ("batch_size", batch_size, 1), ("locality_batch", locality_batch, 0),
+                         ("locality_interval", locality_interval, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
     for name, v in (("lr", lr), ("locality", locality)):
@@ -107,14 +114,14 @@ def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 150, 
                 g["lr"] = lr * min(1.0, (step + 1) / 20) * (0.5 + 0.5 * math.cos(math.pi * step / steps))
             idx = torch.randperm(T, generator=gen)[:batch_size].to(device)
             img = tuned.synthesis(pivots[idx], noise_mode="const")
-            loss = _pyramid_mse(img, target[idx]).mean()
+            loss = _mse(img, target[idx]).mean()
             if ploss is not None:
                 loss = loss + ploss(img, target[idx]).mean()
-            if locality > 0 and locality_batch > 0:
+            if locality > 0 and locality_batch > 0 and step % locality_interval == 0:
                 with torch.no_grad():
                     w = _locality_codes(pivots, frozen, locality_batch, gen, spread)
                     before = frozen.synthesis(w, noise_mode="const")
-                loss = loss + locality * _pyramid_mse(tuned.synthesis(w, noise_mode="const"), before).mean()
+                loss = loss + locality * _mse(tuned.synthesis(w, noise_mode="const"), before).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

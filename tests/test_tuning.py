@@ -58,6 +58,8 @@ def test_tuning_inputs_and_cancel(setup):
         dc.tune_generator(G, frames[:3], codes, steps=1)
     with pytest.raises(ValueError, match="steps"):
         dc.tune_generator(G, frames, codes, steps=0)
+    with pytest.raises(ValueError, match="locality_interval"):
+        dc.tune_generator(G, frames, codes, steps=1, locality_interval=0)
     with pytest.raises(ValueError, match="NaN"):
         dc.tune_generator(G, frames * float("nan"), codes, steps=1)
     with pytest.raises(Cancelled):
