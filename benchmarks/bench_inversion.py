@@ -8,7 +8,7 @@ machine do not inflate CPU time the way they inflate wall time). For every clip 
 (`metrics.motion_kept`: correlation inside the eyes+mouth mask of the reconstruction's and the truth's
 deviations from their mean frame). Ratios are of means over the clips.
 
-    python benchmarks/bench_inversion.py [--clips 6] [--frames 12] [--fps 6] [--tune-steps 250] [--json out.json]
+    python benchmarks/bench_inversion.py [--clips 6] [--frames 12] [--fps 6] [--tune-steps 300] [--json out.json]
                                          [--picture docs/inversion_rows.png]
 """
 
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--fps", type=float, default=6.0)
     ap.add_argument("--first-seed", type=int, default=100, help="clip seeds are first-seed, first-seed + 1, ...")
-    ap.add_argument("--tune-steps", type=int, default=250, help="0 skips the tuning section")
+    ap.add_argument("--tune-steps", type=int, default=300, help="0 skips the tuning section")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--picture", help="write GT / oracle / default / optimisation-only rows of the first clip here")

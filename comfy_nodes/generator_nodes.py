@@ -113,7 +113,7 @@ class Invert:
           Socket("generator", GENERATOR, "The generator the codes belong to."),
           Socket("images", IMAGE, "The frames the codes were inverted from, in the same order."),
           Socket("codes", CODES, "Codes of those frames (from Invert Frames)."),
-          Int("steps", 250, "Tuning steps; more fit the frames closer and take longer.", min=1, max=10000),
+          Int("steps", 300, "Tuning steps; more fit the frames closer and take longer.", min=1, max=10000),
           Float("learning_rate", 2e-3, "Adam learning rate of the tuning.", min=1e-6, max=1e-2, step=1e-5),
           Float("locality", 0.1, "How strongly codes that are not the clip's must keep decoding as before (0 = "
                 "off).", min=0.0, max=100.0, step=0.1),

@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="generator file to write (.safetensors)")
     sp.add_argument("--codes", help="codes of the same frames from `dynode invert` (default: invert them first)")
     sp.add_argument("--force", action="store_true", help="use --codes even if they are stamped with another generator")
-    sp.add_argument("--tune-steps", type=g.step_count, default=250, help="tuning steps")
+    sp.add_argument("--tune-steps", type=g.step_count, default=300, help="tuning steps")
     sp.add_argument("--lr", type=g.positive_float, default=2e-3, help="tuning learning rate")
     sp.add_argument("--locality", type=g.nonneg_float, default=0.1,
                     help="weight of the term that keeps codes other than the clip's decoding as before")

@@ -56,7 +56,7 @@ def _mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x - y).square().flatten(1).mean(1)
 
 
-def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 250, lr: float = 2e-3,
+def tune_generator(G: Generator, frames: torch.Tensor, codes, steps: int = 300, lr: float = 2e-3,
                    locality: float = 0.1, locality_batch: int = 4, locality_interval: int = 4,
                    perceptual: str | os.PathLike | None = None,
                    batch_size: int = 8, seed: int = 0, progress: Callable[[int, int], None] | None = None,
