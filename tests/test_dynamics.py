@@ -424,3 +424,49 @@ def test_real_codes_w_plus():
     first = dc.fit_dynamics(times[:8], codes[:8], neural=False, iterations=100)
     hold = ((codes[7] - codes[8:]) ** 2).mean()
     assert ((first.sample(times[8:]) - codes[8:]) ** 2).mean() < hold
+
+
+def test_ode_integrator_matches_torchdiffeq_rk4():
+    """The fit's hand-written RK4 is torchdiffeq's fixed-grid rk4 (3/8 rule) on the rescaled problem, and the
+    MLP-free field's flow is exact."""
+    torchdiffeq = pytest.importorskip("torchdiffeq", reason="torchdiffeq (the test extra) is the reference")
+    from dynode_core.dynamics.ode import _Fields, flow
+
+    torch.manual_seed(0)
+    fields = _Fields(3, 16, neural=True)
+    torch.nn.init.normal_(fields.net[-1].weight, std=0.5)  # a field that is not just the linear pull
+    y = torch.randn(6, 3)
+    duration = torch.tensor([0.3, 1.0, 2.0, 0.0, 1.7, 0.9])
+    forward = torch.tensor([True, False, True, True, False, False])
+    n = math.ceil(2.0 / 0.25)
+    s = torch.linspace(0, 1, n + 1)
+    ref = torchdiffeq.odeint(lambda _, x: duration[:, None] * fields(x, forward), y, s, method="rk4")[-1]
+    assert torch.allclose(flow(fields, y, duration, forward, 0.25), ref, atol=1e-5)
+    assert torch.equal(flow(fields, y, torch.zeros(6), forward, 0.25), y)
+
+    linear = _Fields(3, 16, neural=False)
+    exact = y * torch.exp(-torch.nn.functional.softplus(linear.raw_rate)[0] * duration)[:, None]
+    rows = forward.clone().fill_(True)
+    assert torch.allclose(flow(linear, y, duration, rows, 0.25), exact)
+    ref = torchdiffeq.odeint(lambda _, x: duration[:, None] * linear(x, rows), y, s, method="rk4")[-1]
+    assert torch.allclose(exact, ref, atol=1e-5)
+
+
+def test_dynamics_adam_is_torch_adam():
+    """The fits' own Adam + cosine decay takes the steps of torch.optim.Adam + CosineAnnealingLR."""
+    from dynode_core.dynamics._optim import optimise
+
+    torch.manual_seed(0)
+    target = torch.randn(5, 4)
+    a = torch.zeros(5, 4, requires_grad=True)
+    b = torch.zeros(5, 4, requires_grad=True)
+    optimise(lambda: ((a - target) ** 3).abs().sum(), [a], 40, 0.05, None, None)
+    opt = torch.optim.Adam([b], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 40, eta_min=0.05 / 20)
+    for _ in range(40):
+        opt.zero_grad()
+        ((b - target) ** 3).abs().sum().backward()
+        opt.step()
+        sched.step()
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, torch.zeros_like(a))

@@ -28,7 +28,7 @@ def fit_dynamics(times, codes=None, kind: str = "ode", **options) -> Dynamics:
     `fit_dynamics(clip)` with a `dynode_core.Clip` takes its times and codes, and the clip's generator identity
     becomes the model's `metadata` (so what it samples is stamped as that generator's codes).
 
-    kind: "ode" (neural ODE, torchdiffeq), "cde" (neural controlled DE driven by the whole clip) or "sde"
+    kind: "ode" (neural ODE), "cde" (neural controlled DE driven by the whole clip) or "sde"
     (neural SDE, torchsde). Options common to all kinds: iterations, lr, rank, keyframes, seed, plus
     `device` (default: the device of `codes`), `progress(step, total)` and `cancel() -> bool` (True stops the
     fit with `dynode_core.Cancelled`). See docs/dynamics.md for each kind's own options.
