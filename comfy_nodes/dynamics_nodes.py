@@ -128,6 +128,11 @@ _WIDGETS = {
     "regularization": lambda d: Float("regularization", d, "Weight decay of the network: larger values give "
                                       "calmer, straighter paths.", min=0.0001, max=10.0, step=0.0001),
     "state": lambda d: Int("state", d, "Size of the hidden state the clip drives.", min=1, max=1024),
+    "extrapolation": lambda d: Choice("extrapolation", ["auto", "flow"], "Keyframe mode, before the first and past "
+                                      "the last keyframe. auto: the motion continues, slows down and settles on "
+                                      "the clip's typical face (or the learned flow where it extrapolates better "
+                                      "on this clip). flow: always the learned dynamics from the end keyframe.",
+                                      default=d),
 }
 
 
