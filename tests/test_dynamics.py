@@ -315,12 +315,17 @@ def test_cde_motion_transfer(fitted, clip):
 def test_progress_and_cancel(clip):
     times, codes, _ = clip
     calls = []
-    dyn = dc.fit_dynamics(times, codes, iterations=7, neural=True, progress=lambda i, n: calls.append((i, n)))
+    dyn = dc.fit_dynamics(times, codes, iterations=7, neural=True, between="spline",
+                          progress=lambda i, n: calls.append((i, n)))
     assert calls == [(i, 7) for i in range(1, 8)] and dyn.config["neural"] is True
+    calls.clear()
+    # the bridges' cross-validation with the MLP: one more short fit
+    dc.fit_dynamics(times, codes, iterations=7, neural=True, progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(i, 14) for i in range(1, 15)]
     calls.clear()
     dc.fit_dynamics(times, codes, iterations=9, progress=lambda i, n: calls.append((i, n)))  # with cross-validation
     steps = [c[0] for c in calls]
-    assert calls[-1] == (27, 27) and steps[:18] == list(range(1, 19)) and steps == sorted(set(steps))
+    assert calls[-1] == (36, 36) and steps[:18] == list(range(1, 19)) and steps == sorted(set(steps))
     calls.clear()
     with pytest.raises(dc.Cancelled, match="after 3 of"):
         dc.fit_dynamics(times, codes, kind="sde", iterations=50, cancel=lambda: len(calls) >= 3,
@@ -470,3 +475,152 @@ def test_dynamics_adam_is_torch_adam():
         sched.step()
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, torch.zeros_like(a))
+
+
+# --------------------------------------------------------------------------------------------- bridges
+
+
+@pytest.fixture(scope="module")
+def bridged(clip):
+    """Every kind with between="flow" (the learned dynamics between the keyframes)."""
+    times, codes, _ = clip
+    return {kind: dc.fit_dynamics(times, codes, kind=kind, between="flow", **FAST,
+                                  **({} if kind == "cde" else {"neural": True})) for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bridges_pass_through_keyframes(bridged, fitted, clip, kind):
+    times, codes, _ = clip
+    dyn = bridged[kind]
+    assert dyn.config["between"] == "flow"
+    assert ((dyn.sample(times, seed=3) - codes) ** 2).mean() <= 1e-10 * codes.var(0).mean()
+    grid = torch.linspace(0, 5.5, 45)
+    path = dyn.sample(grid, seed=3)
+    assert torch.isfinite(path).all()
+    spline = fitted[kind]
+    spline.config["between"], before = "spline", spline.config["between"]
+    try:  # the bridges are another path than the spline's, and continuous across the keyframes
+        assert (path - spline.sample(grid, seed=3)).abs().amax() > 1e-4
+    finally:
+        spline.config["between"] = before
+    near = dyn.sample(torch.cat([times[1:-1] - 1e-4, times[1:-1] + 1e-4]), seed=3)
+    assert (near - codes[1:-1].repeat(2, 1, 1)).abs().amax() < 1e-2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bridged_models_round_trip(bridged, kind, tmp_path):
+    dyn = bridged[kind]
+    dyn.save(tmp_path / "b.safetensors")
+    again = dc.load_dynamics(tmp_path / "b.safetensors")
+    assert again.config == dyn.config and again.config["between"] == "flow"
+    grid = torch.linspace(-1, 7, 33)
+    assert torch.equal(again.sample(grid, seed=2), dyn.sample(grid, seed=2))
+
+
+def test_bridge_of_the_true_flow_is_the_true_path():
+    """Keyframes of a path that IS a flow (a rotation, with its time reversal as the backward field): the
+    bridges of that flow reproduce the path between the keyframes (RK4 dense output), the spline does not."""
+    from dynode_core.dynamics._bridge import bridge
+    from dynode_core.dynamics._interp import TensionSpline
+
+    class Rotation(torch.nn.Module):  # the interface of ode._Fields: velocity(forward)(y), forward(y, forward)
+        neural = True
+
+        def __init__(self, drift=0.0):
+            super().__init__()
+            self.drift = drift
+
+        def velocity(self, forward):
+            def v(y):
+                turn = torch.stack([-0.8 * y[:, 1], 0.8 * y[:, 0]], 1)
+                return torch.where(forward[:, None], turn, -turn) + self.drift
+            return v
+
+        def forward(self, y, forward):
+            return self.velocity(forward)(y)
+
+    knots = torch.tensor([0.0, 1.0, 2.5, 3.0, 4.5])
+    q = torch.linspace(0, 4.5, 46)
+    truth = torch.stack([torch.cos(0.8 * q), torch.sin(0.8 * q)], 1)
+    keys = torch.stack([torch.cos(0.8 * knots), torch.sin(0.8 * knots)], 1)
+    err = (bridge(Rotation(), keys, knots, q, 0.25) - truth).abs().amax()
+    spline = TensionSpline(knots.double(), 0.0).weights(q.double()).float() @ keys
+    assert err < 1e-4 and err < 0.01 * (spline - truth).abs().amax()
+    # a field that is wrong by a constant drift is still exact at the keyframes, and the miss is corrected
+    drifting = bridge(Rotation(drift=0.05), keys, knots, knots, 0.25)
+    assert torch.allclose(drifting, keys, atol=1e-6)
+
+
+def test_cross_validation_picks_the_flow_on_smooth_motion():
+    """Eleven frames of a smooth rotation, every other one given: the cross-validation keeps the MLP and its
+    bridges, which follow the motion far better than the keyframe spline."""
+    times = torch.arange(11, dtype=torch.float32)
+    codes, _, _ = smooth_clip(times)
+    train, test = times[::2], times[1::2]
+    dyn = dc.fit_dynamics(train, codes[::2], iterations=150)
+    assert dyn.config["neural"] is True and dyn.config["between"] == "flow"
+    cv = dyn.config["cv_between_error"]
+    assert cv["flow"] < cv["spline"]
+    err = ((dyn.sample(test) - codes[1::2]) ** 2).mean()
+    dyn.config["between"] = "spline"
+    assert err < 0.5 * ((dyn.sample(test) - codes[1::2]) ** 2).mean()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cross_validation_keeps_the_spline_on_a_random_walk(kind):
+    """A random walk (the next code is the last one plus fresh noise): no field predicts where it goes next,
+    so the cross-validation keeps the keyframe spline, with the MLP forced on too."""
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randn(12, 3, 8, generator=g).cumsum(0)
+    times = torch.arange(12, dtype=torch.float32)
+    opts = {"iterations": 60, **({} if kind == "cde" else {"neural": True})}
+    dyn = dc.fit_dynamics(times, codes, kind=kind, **opts)
+    assert dyn.config["between"] == "spline" and set(dyn.config["cv_between_error"]) == {"spline", "flow"}
+    if kind == "ode":
+        assert dc.fit_dynamics(times, codes, iterations=60).config["between"] == "spline"  # MLP-free field
+
+
+def test_files_from_before_the_bridges_sample_as_before(fitted, tmp_path):
+    """A file without the `between` option: ODE / SDE files take the spline between keyframes, CDE files the
+    CDE's corrected path, as they did."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    grid = torch.linspace(0, 5.5, 23)
+    for kind, before in (("ode", "spline"), ("sde", "spline"), ("cde", "flow")):
+        path = tmp_path / f"{kind}.safetensors"
+        fitted[kind].save(path)
+        with safe_open(str(path), framework="pt") as f:
+            meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        config = json.loads(meta["config"])
+        del config["between"]
+        config.pop("cv_between_error", None)
+        old = tmp_path / f"old-{kind}.safetensors"
+        save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+        loaded = dc.load_dynamics(old)
+        assert loaded.config["between"] == before
+        expected = dc.load_dynamics(path)
+        expected.config["between"] = before
+        assert torch.equal(loaded.sample(grid, seed=1), expected.sample(grid, seed=1))
+
+
+def test_between_option_errors(clip, fitted, tmp_path):
+    times, codes, _ = clip
+    with pytest.raises(ValueError, match="option between must be 'auto'.*'spline'.*'flow'.*got 'curvy'"):
+        dc.fit_dynamics(times, codes, between="curvy")
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "good.safetensors"
+    fitted["ode"].save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    bad = tmp_path / "bad.safetensors"
+    config = {**json.loads(meta["config"]), "between": "auto"}  # a fit always resolves "auto"
+    save_file(tensors, str(bad), metadata={**meta, "config": json.dumps(config)})
+    with pytest.raises(ValueError, match="damaged.*between 'auto'"):
+        dc.load_dynamics(bad)

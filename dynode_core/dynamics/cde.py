@@ -19,7 +19,9 @@ from torch import nn
 
 from ._inputs import check_clip
 from .model import Dynamics
-from ._interp import TensionSpline
+from ._bridge import held_out, prefer_flow
+from ._extrap import error_floor
+from ._interp import TensionSpline, keyframe_distances, keyframe_weights
 
 __all__ = ["CDEDynamics"]
 
@@ -131,6 +133,18 @@ class CDEDynamics(Dynamics):
         return z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
     def _fit(self, progress, cancel) -> None:
+        iters = int(self.config["iterations"])
+        cv_iters = min(iters, max(100, iters // 3))
+        T = len(self.key_times)
+        between_cv = self.config["between"] == "auto" and self.config["keyframes"] and T >= 3
+        total = (cv_iters if between_cv else 0) + iters
+        if self.config["between"] == "auto":
+            self.config["between"] = "spline"
+            if between_cv and self._path_wins(progress, cancel, cv_iters, total):
+                self.config["between"] = "flow"
+        self._train(progress, cancel, iters, cv_iters if between_cv else 0, total)
+
+    def _train(self, progress, cancel, iterations: int, done: int = 0, total: int | None = None) -> None:
         y = self.basis.encode(self.key_codes.flatten(1))
         tau = self._tau(self.key_times)
         lam = float(self.config["regularization"])
@@ -138,13 +152,34 @@ class CDEDynamics(Dynamics):
         def loss():
             return ((self._path(tau, y, tau) - y) ** 2).mean() + lam * self.vector.penalty()
 
-        self._optimise(loss, self.parameters(), int(self.config["iterations"]), progress, cancel)
+        self._optimise(loss, self.parameters(), iterations, progress, cancel, done=done, total=total)
+
+    def _path_wins(self, progress, cancel, iterations: int, total: int) -> bool:
+        """Whether the CDE's corrected path predicts held-out keyframes better than the keyframe spline: one
+        short fit of the same model without every third keyframe (`held_out`), predicting those (the spline
+        from the same keyframes). Sets config["cv_between_error"]."""
+        keep, out = held_out(len(self.key_times))
+        config = {**self.config, "tension": self._tensions()[0], "between": "flow", "extrapolation": "flow",
+                  "iterations": iterations}
+        sub = CDEDynamics(self.key_times[keep], self.key_codes[keep], config)
+        sub._train(progress, cancel, iterations, 0, total)
+        y = self.basis.encode(self.key_codes.flatten(1))
+        knots, paced = self._knots(), self._paced()
+        with torch.no_grad():
+            path = self.basis.encode(sub.sample(self.key_times[out].float()).flatten(1))
+            pace = None if paced is None else keyframe_distances(paced[keep])
+            spline = keyframe_weights(knots[keep], self._tensions(), knots[out], pace).to(y).apply(y[keep])
+        wins, scores = prefer_flow(path, spline, y[out], error_floor(y))
+        self.config["cv_between_error"] = scores
+        return wins
 
     def _own_control(self, y0: torch.Tensor) -> torch.Tensor:
         y = self.basis.encode(self.key_codes.flatten(1))
         return y - y[0] + y0
 
     def _keyframe_path(self, q, y_spline, weights, y_key, seed):
+        if self.config["between"] != "flow":
+            return y_spline
         tau = self._tau(self.key_times)
         both = self._path(torch.cat([q, tau]), y_key, tau)
         path, at_keys = both[:len(q)], both[len(q):]

@@ -18,11 +18,12 @@ from safetensors.torch import save_file
 
 from .._files import atomic_write
 from .._limits import check_dynamics_config
+from ._bridge import BETWEEN
 
 FORMAT = "dynode-dynamics/1"
 
 # options added after the format was first written: their value for files written before they existed
-OLD_FILE_OPTIONS = {"pace": False, "extrapolation": "flow"}
+OLD_FILE_OPTIONS = {"pace": False, "extrapolation": "flow", "between": "spline"}
 
 
 def save_dynamics(model, path: str | os.PathLike) -> Path:
@@ -62,6 +63,8 @@ def read_dynamics(path: str | os.PathLike, kinds) -> tuple[str, dict, dict[str, 
     except (KeyError, TypeError, ValueError, RecursionError) as e:
         raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file ({type(e).__name__}: {e})") from None
     check_dynamics_config(config, f"dynamics file {path.name}")
+    if kind == "cde" and "between" not in config:
+        config["between"] = "flow"  # the CDE's own path with its keyframe correction, as before the option
     for k, v in OLD_FILE_OPTIONS.items():
         config.setdefault(k, v)
     _check_resolved(config, path)
@@ -80,7 +83,7 @@ def _check_resolved(config: dict, path: Path) -> None:
     if c is not None:
         ok = ok and isinstance(c, dict) and _number(c.get("reversion"), 1e-9) and _number(c.get("momentum")) \
             and _number(c.get("target")) and c["target"] <= 1
-    ok = ok and config.get("extrapolation") in ("auto", "flow")
+    ok = ok and config.get("extrapolation") in ("auto", "flow") and config.get("between") in BETWEEN[1:]
     if not ok:
         raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file (tension {t!r}, continuation {c!r}, "
-                         f"extrapolation {config.get('extrapolation')!r})")
+                         f"extrapolation {config.get('extrapolation')!r}, between {config.get('between')!r})")

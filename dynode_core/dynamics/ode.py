@@ -23,7 +23,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ._bridge import bridge, held_out, prefer_flow
 from ._extrap import choose_continuation, continue_from, error_floor, log_error
+from ._interp import keyframe_distances, keyframe_weights
 from .model import Dynamics
 
 __all__ = ["ODEDynamics"]
@@ -221,7 +223,9 @@ class ODEDynamics(Dynamics):
         if neural == "auto" and not cv:
             neural = False
         cv_iters = min(iters, max(100, iters // 3))  # the cross-validation fits are shorter
-        total = (2 * cv_iters if cv else 0) + iters
+        between_cv = self.config["between"] == "auto" and self.config["keyframes"] and T >= 3
+        # the bridges' cross-validation trains one short field when the MLP is (or may be) used
+        total = (2 * cv_iters if cv else 0) + (cv_iters if between_cv and neural is not False else 0) + iters
         done = 0
         if cv:
             step = float(self.config["step"])
@@ -251,9 +255,43 @@ class ODEDynamics(Dynamics):
             if continues and min(scores[False], scores[True]) < scores["continuation"] - 2 * hold * math.log(2):
                 self.config["continuation"] = None  # the learned flow extrapolates better on this clip
         self.config["neural"] = bool(neural)
+        if self.config["between"] == "auto":
+            self.config["between"] = "spline"
+            if between_cv:
+                flow_wins = self._bridges_win(y, tau, bool(neural), progress, cancel, done, total, cv_iters)
+                self.config["between"] = "flow" if flow_wins else "spline"
+            done += cv_iters if between_cv and neural else 0  # MLP-free: closed form, no optimiser steps
         self.fields = self._train_field(bool(neural), y, tau, progress, cancel, done, total, iters)
         if progress is not None and not neural:
             progress(total, total)  # the closed-form final fit takes no optimiser steps
+
+    def _bridges_win(self, y, tau, neural: bool, progress, cancel, done: int, total: int, iterations: int,
+                     reach: int = 12, max_folds: int = 64) -> bool:
+        """Whether the learned flow's bridges (`_bridge.bridge`) predict held-out keyframes better than the
+        keyframe spline, from fields that did not see them. MLP-free field (closed form, cheap): every
+        interior keyframe left out in turn (at most `max_folds`, each predicted from the `reach` keyframes on
+        either side); with the MLP: one short fit without every third keyframe (`held_out`), predicting those.
+        Sets config["cv_between_error"]."""
+        T = len(tau)
+        if neural:
+            folds = [held_out(T)]
+        else:
+            mids = torch.linspace(1, T - 2, min(max_folds, T - 2)).round().long().unique().tolist()
+            folds = [([i for i in range(max(0, j - reach), min(T, j + reach + 1)) if i != j], [j]) for j in mids]
+        knots, paced, step = self._knots(), self._paced(), float(self.config["step"])
+        flows, splines, truth = [], [], []
+        for keep, out in folds:
+            fields = self._train_field(neural, y[keep], tau[keep], progress, cancel, done, total, iterations,
+                                       what="between cross-validation")
+            with torch.no_grad():
+                flows.append(bridge(fields, y[keep], tau[keep], tau[out], step))
+            pace = None if paced is None else keyframe_distances(paced[keep])
+            w = keyframe_weights(knots[keep], self._tensions(), knots[out], pace)
+            splines.append(w.to(y).apply(y[keep]))
+            truth.append(y[out])
+        wins, scores = prefer_flow(torch.cat(flows), torch.cat(splines), torch.cat(truth), error_floor(y))
+        self.config["cv_between_error"] = scores
+        return wins
 
     # ------------------------------------------------------------------------------ sampling
     def _outside(self, q: torch.Tensor, y_key: torch.Tensor, seed) -> torch.Tensor:
@@ -268,6 +306,9 @@ class ODEDynamics(Dynamics):
         out = y_spline.clone()
         tau_last = float(self._tau(self.key_times[-1:]))
         beyond = (q < 0) | (q > tau_last)
+        if self.config["between"] == "flow" and (~beyond).any():
+            out[~beyond] = bridge(self.fields, y_key, self._tau(self.key_times), q[~beyond],
+                                  float(self.config["step"]))
         if beyond.any():
             out[beyond] = self._outside(q[beyond], y_key, seed)
         return out

@@ -11,6 +11,7 @@ import numbers
 from typing import Any
 
 from .._limits import check_dynamics_config
+from ._bridge import BETWEEN
 
 COMMON_OPTIONS: dict[str, Any] = {
     "iterations": 300,   # optimiser steps of the final fit
@@ -20,6 +21,8 @@ COMMON_OPTIONS: dict[str, Any] = {
     "tension": "auto",   # spline tension between keyframes (0 = natural cubic, large = near linear)
     "pace": True,        # keyframe mode: cross each gap at a speed eased from the neighbouring gaps'
     "extrapolation": "auto",  # keyframe mode past the ends: "auto" damped continuation, "flow" learned flow
+    "between": "auto",   # keyframe mode between keyframes: "spline", "flow" (bridges of the learned
+                         # dynamics), "auto" (the flow where it wins cross-validation)
     "seed": 0,           # initialisation seed: the same seed gives the same model
 }
 HOOKS = ("progress", "cancel", "device")
@@ -58,6 +61,10 @@ def check_options(cls, options: dict) -> tuple[dict, dict]:
     if config["extrapolation"] not in ("auto", "flow"):
         raise ValueError(f"option extrapolation must be 'auto' (a damped continuation chosen per clip) or "
                          f"'flow' (the learned dynamics from the end keyframes), got {config['extrapolation']!r}")
+    if config["between"] not in BETWEEN:
+        raise ValueError(f"option between must be 'auto' (chosen per clip by cross-validation), 'spline' (the "
+                         f"keyframe spline) or 'flow' (the learned dynamics bridged through the keyframes), "
+                         f"got {config['between']!r}")
     cls._check_kind_options(config)
     check_dynamics_config(config, "fit_dynamics")
     return config, hooks

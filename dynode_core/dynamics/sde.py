@@ -21,6 +21,7 @@ import torch
 import torchsde
 from torch import nn
 
+from ._bridge import bridge
 from .ode import ODEDynamics, _Fields
 
 __all__ = ["SDEDynamics"]
@@ -121,7 +122,10 @@ class SDEDynamics(ODEDynamics):
             inner = used[used < T - 1]
             noise, end = self._segments(y_key[inner], seg_len[inner], forward[used < T - 1],
                                         index[seg[inside]], s_q[inside], seed, noise_only=True)
-            out[inside] = y_spline[inside] + noise - s_q[inside, None] * end[index[seg[inside]]]
+            base = y_spline[inside]
+            if self.config["between"] == "flow":  # the drift's bridges instead of the spline
+                base = bridge(self.fields, y_key, tau, q[inside], float(self.config["step"]))
+            out[inside] = base + noise - s_q[inside, None] * end[index[seg[inside]]]
         if (~inside).any():
             outer = used[used >= T - 1]
             starts = torch.where((outer == T - 1)[:, None], y_key[-1], y_key[0])
