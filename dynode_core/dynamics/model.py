@@ -32,7 +32,8 @@ class Dynamics(nn.Module):
     `sample(times)` reads the path at any times [N] -> codes [N, L, D]. Two modes:
       - keyframe mode (fitted with keyframes=True, the default): the path passes through every observed code
         (moved by z0's offset when a z0 is given), a cross-validated spline under tension between them, paced
-        by the neighbouring gaps' speeds (option pace), and the learned dynamics beyond them;
+        by the neighbouring gaps' speeds (option pace), or the learned dynamics bridged through them where
+        they win cross-validation (option between), and a continuation beyond them;
       - initial-value mode (keyframes=False): the learned dynamics alone run from one start code, the
         paper's recipe.
     Attributes: `kind`, `config` (every option as resolved by the fit), `times` [T], `codes` [T, L, D],

@@ -11,8 +11,10 @@ and without it on the first 3/4 of the clip and predict the rest (and the same b
 if it predicts better. On short jerky clips (e.g. 11 real talking-head codes) the pull towards the mean wins,
 on smooth motion the MLP does.
 
-Sampling: keyframe mode takes the spline through the keyframes inside the observed range and the learned
-flow from the first/last keyframe outside it; initial-value mode flows from z0 at the first observed time.
+Sampling: keyframe mode takes the spline through the keyframes inside the observed range, or the learned
+flow's bridges through them (option between, `_bridge.py`; "auto" cross-validates them per clip), and the
+continuation or the learned flow from the first/last keyframe outside it; initial-value mode flows from z0
+at the first observed time.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ drift flow over the gap and variance sigma^2 * gap (exact for a linear drift, cl
 
 Sampling simulates with `torchsde.sdeint` (Euler-Maruyama; a `BrownianInterval` seeded by `seed`, so a seed
 always gives the same path and different seeds differ). Keyframe mode: inside the observed range the path is
-the keyframe spline plus the SDE's noise over each gap, pinned to zero at both keyframes (a bridge: the noisy
+the keyframe spline (or, with between="flow", the drift's bridges through the keyframes) plus the SDE's
+noise over each gap, pinned to zero at both keyframes (a bridge: the noisy
 path minus its noise-free flow, corrected linearly to end at zero), so every sample passes through the
 observed codes and only the frames in between vary; outside the range the SDE runs from the end keyframe.
 The noise acts inside the motion subspace only.
