@@ -82,7 +82,8 @@ def _check_resolved(config: dict, path: Path) -> None:
     c = config.get("continuation")
     if c is not None:
         ok = ok and isinstance(c, dict) and _number(c.get("reversion"), 1e-9) and _number(c.get("momentum")) \
-            and _number(c.get("target")) and c["target"] <= 1
+            and _number(c.get("target")) and c["target"] <= 1 \
+            and (c.get("envelope") is None or _number(c["envelope"], 1e-9))  # no envelope in older files
     ok = ok and config.get("extrapolation") in ("auto", "flow") and config.get("between") in BETWEEN[1:]
     if not ok:
         raise ValueError(f"{str(path)!r} is a damaged DynODE dynamics file (tension {t!r}, continuation {c!r}, "
