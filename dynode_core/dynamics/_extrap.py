@@ -21,9 +21,10 @@ What the data cannot tell is bounded by the clip itself, whatever the cross-vali
     from its typical face only over S, so a longer memory (or none, as "hold the end keyframe" has) is a
     guess. Rolling-origin cross-validation on a short clip liked such guesses and paid for them most where
     the face was about to swing back (head turns are periodic; nothing in an exponential continuation knows).
-  - the envelope g(h), E = `ENVELOPE` * S, takes the remaining offset to m within about half the observed
-    span: a hedge that barely moves the first gaps (g = 0.97 at h = S / 12) and makes the path far out the
-    clip's typical face, never off the manifold the keyframes span.
+  - the envelope g(h), E = max(HORIZON, `ENVELOPE` * S), takes the remaining offset to m within about half
+    the observed span (never within less than the horizon the cross-validation checks): a hedge that barely
+    moves the first gaps (g = 0.97 at h = E / 6) and makes the path far out the clip's typical face, never
+    off the manifold the keyframes span.
 Both shrink what the fitted continuation says with the distance from the data, the first by capping its
 memory, the second by a horizon; on the tuning clips they raised the pixel gain at every horizon (most at
 the far ones) and cut the real codes' extrapolation error (docs/dynamics.md). Files written before the
@@ -106,7 +107,7 @@ def choose_continuation(y: torch.Tensor, knots: torch.Tensor) -> dict:
     knots = knots.detach().to("cpu", torch.float64)
     T = len(knots)
     span = float(knots[-1] - knots[0])
-    envelope = ENVELOPE * span
+    envelope = max(HORIZON, ENVELOPE * span)
     if T < 4:
         return {**DEFAULT, "envelope": envelope}
     grid = [p for p in itertools.product(REVERSIONS, MOMENTA, TARGETS) if p[0] <= max(1.0, span) + 1e-9]
