@@ -145,11 +145,14 @@ def protocols(n_random, seed=0):
 
 METHODS = {  # name -> fit options (None = a baseline)
     "ode": dict(kind="ode"),
+    "ode between=spline": dict(kind="ode", between="spline"),
+    "ode between=flow": dict(kind="ode", between="flow"),
     "ode pace=False": dict(kind="ode", pace=False),
     "ode keyframes=False": dict(kind="ode", keyframes=False),
     "ode neural=True": dict(kind="ode", neural=True),
     "ode tension=0 (cubic)": dict(kind="ode", tension=0.0),
     "cde": dict(kind="cde"),
+    "cde between=spline": dict(kind="cde", between="spline"),
     "sde (one sample)": dict(kind="sde"),
     # inside the observed range the default keyframe path does not depend on the learned field: these give
     # the default ODE's interpolation in a fraction of a second (used for the many-split summary)
@@ -185,6 +188,7 @@ def evaluate(times, codes, train, test, fits, extrapolating, recipe_budget=None)
             note += f", continuation {c['reversion']:g}/{c['momentum']:g}/{c['target']:g}"
         if "neural" in dyn.config:
             note += f", neural {dyn.config['neural']}"
+        note += f", between {dyn.config['between']}"
         rows.append((name, mse(dyn.sample(q, seed=0).flatten(1), truth), seconds, note))
         if opts["kind"] == "sde":
             samples = torch.stack([dyn.sample(q, seed=s).flatten(1) for s in range(32)])
@@ -303,7 +307,8 @@ def main(argv=None):
     if args.part == "interpolation":
         syn = {k: v for k, v in syn.items() if "8..10" not in k}
     for name, (train, test) in syn.items():
-        fits = {k: METHODS[k] for k in ("ode", "ode keyframes=False", "ode neural=True", "cde")}
+        fits = {k: METHODS[k] for k in ("ode", "ode between=spline", "ode between=flow", "ode keyframes=False",
+                                        "ode neural=True", "cde", "cde between=spline")}
         rows = evaluate(times, synth, train, test, fits, "->" in name and "8..10" in name)
         ref = "hold / nearest frame" if name == "0..7 -> 8..10" else "linear interpolation"
         print_table(f"synthetic smooth motion, {name}", rows, ref)

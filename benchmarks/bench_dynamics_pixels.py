@@ -6,7 +6,9 @@ plays no part), W codes [T, 1, 512]. Paths are sampled at 16 fps, decoded by the
 compared with `render_clip` (the renderer's ground truth) by PSNR, averaged over the frames scored:
 
   interpolation  keyframes at 2/s and 3/s over 0..3 s; the in-between frames; gain in dB over linear
-                 interpolation of the codes (and a natural cubic spline's gain as a reference)
+                 interpolation of the codes (and a natural cubic spline's gain as a reference); "<kind>
+                 spline" is the same model with between="spline", "<kind> flow chosen" 1 where
+                 between="auto" chose the learned flow's bridges
   extrapolation  keyframes at 4/s over 0..3 s; the frames 0.125, 0.25, 0.375, 0.5 s past the last one; gain
                  in dB over the best of {hold the last keyframe, the mean keyframe code} per clip and horizon
   SDE            keyframes at 2/s: mean frame-to-frame change of decoded samples (4 seeds) divided by the
@@ -89,6 +91,10 @@ def interpolation(clip, rate, fit_seconds, kinds):
     for kind in kinds:
         dyn = fit(key_t, z, fit_seconds, kind=kind)
         out[kind] = float((clip.score(dyn.sample(q, seed=0), truth) - base).mean())
+        # the same model with the keyframe spline between keyframes (the path before option `between`)
+        chosen, dyn.config["between"] = dyn.config["between"], "spline"
+        out[f"{kind} spline"] = float((clip.score(dyn.sample(q, seed=0), truth) - base).mean())
+        out[f"{kind} flow chosen"] = float(chosen == "flow")
     out["truth codes"] = float((clip.score(clip.codes(q), truth) - base).mean())
     return out
 

@@ -566,18 +566,31 @@ def test_cross_validation_picks_the_flow_on_smooth_motion():
     assert err < 0.5 * ((dyn.sample(test) - codes[1::2]) ** 2).mean()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ("ode", "sde"))
 def test_cross_validation_keeps_the_spline_on_a_random_walk(kind):
     """A random walk (the next code is the last one plus fresh noise): no field predicts where it goes next,
     so the cross-validation keeps the keyframe spline, with the MLP forced on too."""
     g = torch.Generator().manual_seed(3)
     codes = torch.randn(12, 3, 8, generator=g).cumsum(0)
     times = torch.arange(12, dtype=torch.float32)
-    opts = {"iterations": 60, **({} if kind == "cde" else {"neural": True})}
-    dyn = dc.fit_dynamics(times, codes, kind=kind, **opts)
+    dyn = dc.fit_dynamics(times, codes, kind=kind, iterations=60, neural=True)
     assert dyn.config["between"] == "spline" and set(dyn.config["cv_between_error"]) == {"spline", "flow"}
     if kind == "ode":
         assert dc.fit_dynamics(times, codes, iterations=60).config["between"] == "spline"  # MLP-free field
+
+
+def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
+    """kind="cde" compares its corrected path with the spline on held-out keyframes and keeps the path (what
+    it did before the option) unless the spline cuts the log error by a third per held-out keyframe."""
+    from dynode_core.dynamics._bridge import MARGIN, held_out
+
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randn(12, 3, 8, generator=g).cumsum(0)
+    times = torch.arange(12, dtype=torch.float32)
+    dyn = dc.fit_dynamics(times, codes, kind="cde", iterations=60)
+    cv = dyn.config["cv_between_error"]
+    spline_wins = cv["spline"] < cv["flow"] - len(held_out(12)[1]) * math.log(MARGIN)
+    assert dyn.config["between"] == ("spline" if spline_wins else "flow")
 
 
 def test_files_from_before_the_bridges_sample_as_before(fitted, tmp_path):

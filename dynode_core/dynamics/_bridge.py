@@ -112,10 +112,15 @@ def held_out(T: int) -> tuple[list[int], list[int]]:
     return [j for j in range(T) if j not in held], held
 
 
-def prefer_flow(flow: torch.Tensor, spline: torch.Tensor, truth: torch.Tensor, floor: float) -> tuple[bool, dict]:
+def prefer_flow(flow: torch.Tensor, spline: torch.Tensor, truth: torch.Tensor, floor: float,
+                incumbent: str = "spline") -> tuple[bool, dict]:
     """Cross-validation verdict from predictions [M, k] of held-out keyframes truth [M, k] by the bridges and
-    by the spline: the bridges are chosen only if they cut the geometric mean of the errors by a third (the
-    tension rule), so a clip whose motion the field does not know keeps its spline.
-    -> (flow chosen, {"spline": log error sum, "flow": log error sum})"""
+    by the spline. The `incumbent` (what the kind did before the option: "spline" for ode / sde, "flow" for
+    the CDE's corrected path) is replaced only if the other cuts the geometric mean of the errors by a third
+    (the tension rule): a few folds are little evidence, so a clip whose motion the field does not know
+    keeps its spline. -> (flow chosen, {"spline": log error sum, "flow": log error sum})"""
     scores = {"spline": log_error(spline, truth, floor), "flow": log_error(flow, truth, floor)}
-    return scores["flow"] < scores["spline"] - len(truth) * math.log(MARGIN), scores
+    margin = len(truth) * math.log(MARGIN)
+    if incumbent == "flow":
+        return not scores["spline"] < scores["flow"] - margin, scores
+    return scores["flow"] < scores["spline"] - margin, scores

@@ -155,9 +155,10 @@ class CDEDynamics(Dynamics):
         self._optimise(loss, self.parameters(), iterations, progress, cancel, done=done, total=total)
 
     def _path_wins(self, progress, cancel, iterations: int, total: int) -> bool:
-        """Whether the CDE's corrected path predicts held-out keyframes better than the keyframe spline: one
-        short fit of the same model without every third keyframe (`held_out`), predicting those (the spline
-        from the same keyframes). Sets config["cv_between_error"]."""
+        """Whether the CDE's corrected path is kept against the keyframe spline: one short fit of the same
+        model without every third keyframe (`held_out`) predicts those, and so does the spline from the same
+        keyframes; the path (what the CDE did before the option) goes only if the spline cuts the error by a
+        third. Sets config["cv_between_error"]."""
         keep, out = held_out(len(self.key_times))
         config = {**self.config, "tension": self._tensions()[0], "between": "flow", "extrapolation": "flow",
                   "iterations": iterations}
@@ -169,7 +170,7 @@ class CDEDynamics(Dynamics):
             path = self.basis.encode(sub.sample(self.key_times[out].float()).flatten(1))
             pace = None if paced is None else keyframe_distances(paced[keep])
             spline = keyframe_weights(knots[keep], self._tensions(), knots[out], pace).to(y).apply(y[keep])
-        wins, scores = prefer_flow(path, spline, y[out], error_floor(y))
+        wins, scores = prefer_flow(path, spline, y[out], error_floor(y), incumbent="flow")
         self.config["cv_between_error"] = scores
         return wins
 
