@@ -135,3 +135,20 @@ def test_pixels_of_built_in_clips_beat_hold_and_mean():
         gains.append(psnr(dc.decode(G, dyn.sample(q)), truth) - torch.maximum(hold, mean))
     gains = torch.stack(gains)
     assert (gains.mean(0) > 0).all() and gains.min() > -3.0
+
+
+def test_sde_spread_grows_past_the_end_and_stays_the_clips():
+    """SDE samples past the last keyframe: their spread grows with the distance from it, and far out it is
+    about the keyframes' own spread, not wider (the samples stay faces of the clip); the mean of the samples
+    is the continuation."""
+    codes = reverting_clip(seed=1)[:13]
+    times = torch.arange(13, dtype=torch.float32)
+    sde = dc.fit_dynamics(times, codes, kind="sde", neural=False, iterations=1)
+    q = torch.tensor([12.5, 14.0, 40.0])
+    samples = torch.stack([sde.basis.encode(sde.sample(q, seed=s).flatten(1)) for s in range(48)])  # [S, 3, k]
+    spread = samples.std(0).norm(dim=1)
+    own = sde.basis.encode(codes.flatten(1)).std(0).norm()
+    assert spread[0] < spread[1] < 1.3 * own and 0.5 * own < spread[2] < 1.3 * own
+    ode = dc.fit_dynamics(times, codes, kind="ode", neural=False, iterations=1)
+    centre = sde.basis.encode(ode.sample(q).flatten(1))
+    assert ((samples.mean(0) - centre).norm(dim=1) < 0.5 * spread).all()

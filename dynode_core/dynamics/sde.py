@@ -47,12 +47,12 @@ class _RescaledSDE(nn.Module):
 
 
 class _OrnsteinUhlenbeck(nn.Module):
-    """dn = -rate n dh + sigma dW (diagonal)."""
+    """dn = -rate n dh + sigma dW (diagonal; rate a number or one per direction [k])."""
 
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, sigma: torch.Tensor, rate: float):
+    def __init__(self, sigma: torch.Tensor, rate):
         super().__init__()
         self.sigma, self.rate = sigma.detach(), rate
 
@@ -139,13 +139,20 @@ class SDEDynamics(ODEDynamics):
     def _continuation(self, q, y_key, seed):
         """The damped continuation plus noise that grows with the distance from the end keyframe and settles
         as the path settles: an Ornstein-Uhlenbeck process with the learned sigma, reverting over the
-        continuation's `reversion` gaps, started at 0 at each end."""
+        continuation's `reversion` gaps (or faster: see below), started at 0 at each end."""
         mean = super()._continuation(q, y_key, seed)
         tau_last = float(self._tau(self.key_times[-1:]))
         after = q > tau_last
         h = torch.where(after, q - tau_last, -q).clamp_min(0)
         noise = torch.zeros_like(mean)
-        rate = 1.0 / float(self.config["continuation"]["reversion"])
+        c = self.config["continuation"]
+        rate = torch.full_like(self.fields.sigma, 1.0 / float(c["reversion"]))
+        if "envelope" in c:  # fitted since the envelope exists (older files keep their noise)
+            # the spread far out, sigma / sqrt(2 rate), at most the keyframes' own spread: samples stay faces
+            # of the clip; bounded by 1 / step for the Euler steps
+            var = y_key.var(0).clamp_min(1e-12) if len(y_key) > 1 else torch.ones_like(rate)
+            rate = torch.maximum(rate, self.fields.sigma.detach() ** 2 / (2 * var))
+            rate = rate.clamp(max=1 / float(self.config["step"]))
         for rows, offset in ((after, 1), (~after, 2)):
             if not rows.any():
                 continue
