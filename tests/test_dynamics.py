@@ -573,10 +573,10 @@ def test_cross_validation_keeps_the_spline_on_a_random_walk(kind):
     g = torch.Generator().manual_seed(3)
     codes = torch.randn(12, 3, 8, generator=g).cumsum(0)
     times = torch.arange(12, dtype=torch.float32)
-    dyn = dc.fit_dynamics(times, codes, kind=kind, iterations=60, neural=True)
+    dyn = dc.fit_dynamics(times, codes, kind=kind, iterations=30, neural=True)
     assert dyn.config["between"] == "spline" and set(dyn.config["cv_between_error"]) == {"spline", "flow"}
     if kind == "ode":
-        assert dc.fit_dynamics(times, codes, iterations=60).config["between"] == "spline"  # MLP-free field
+        assert dc.fit_dynamics(times, codes, iterations=30).config["between"] == "spline"  # MLP-free field
 
 
 def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
@@ -587,7 +587,7 @@ def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
     g = torch.Generator().manual_seed(3)
     codes = torch.randn(12, 3, 8, generator=g).cumsum(0)
     times = torch.arange(12, dtype=torch.float32)
-    dyn = dc.fit_dynamics(times, codes, kind="cde", iterations=60)
+    dyn = dc.fit_dynamics(times, codes, kind="cde", iterations=30)
     cv = dyn.config["cv_between_error"]
     spline_wins = cv["spline"] < cv["flow"] - len(held_out(12)[1]) * math.log(MARGIN)
     assert dyn.config["between"] == ("spline" if spline_wins else "flow")
