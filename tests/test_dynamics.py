@@ -505,6 +505,12 @@ def test_bridges_pass_through_keyframes(bridged, fitted, clip, kind):
         spline.config["between"] = before
     near = dyn.sample(torch.cat([times[1:-1] - 1e-4, times[1:-1] + 1e-4]), seed=3)
     assert (near - codes[1:-1].repeat(2, 1, 1)).abs().amax() < 1e-2
+    offset = torch.randn(3, 8, generator=torch.Generator().manual_seed(2))  # z0: through the moved keyframes
+    assert torch.allclose(dyn.sample(times, z0=codes[0] + offset, seed=3), codes + offset, atol=1e-4)
+    if kind == "sde":  # bridge noise around the drift's bridges: seeds differ between keyframes only
+        other = dyn.sample(grid, seed=4)
+        between = ~dc.times.keyframe_mask(grid, times)
+        assert (other - path)[between].abs().amax() > 1e-3 and (other - path)[~between].abs().amax() < 1e-4
 
 
 @pytest.mark.parametrize("kind", KINDS)
