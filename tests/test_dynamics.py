@@ -597,6 +597,10 @@ def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
     cv = dyn.config["cv_between_error"]
     spline_wins = cv["spline"] < cv["flow"] - len(held_out(12)[1]) * math.log(MARGIN)
     assert dyn.config["between"] == ("spline" if spline_wins else "flow")
+    # nothing to test it on: the path, as before the option (ode: the spline)
+    for kind, before in (("cde", "flow"), ("ode", "spline")):
+        assert dc.fit_dynamics(times[:2], codes[:2], kind=kind, iterations=5).config["between"] == before
+        assert dc.fit_dynamics(times, codes, kind=kind, iterations=5, keyframes=False).config["between"] == before
 
 
 def test_files_from_before_the_bridges_sample_as_before(fitted, tmp_path):

@@ -138,10 +138,9 @@ class CDEDynamics(Dynamics):
         T = len(self.key_times)
         between_cv = self.config["between"] == "auto" and self.config["keyframes"] and T >= 3
         total = (cv_iters if between_cv else 0) + iters
-        if self.config["between"] == "auto":
-            self.config["between"] = "spline"
-            if between_cv and self._path_wins(progress, cancel, cv_iters, total):
-                self.config["between"] = "flow"
+        if self.config["between"] == "auto":  # without a test: the corrected path, what the CDE did before
+            keep_path = not between_cv or self._path_wins(progress, cancel, cv_iters, total)
+            self.config["between"] = "flow" if keep_path else "spline"
         self._train(progress, cancel, iters, cv_iters if between_cv else 0, total)
 
     def _train(self, progress, cancel, iterations: int, done: int = 0, total: int | None = None) -> None:
