@@ -186,6 +186,7 @@ def evaluate(times, codes, train, test, fits, extrapolating, recipe_budget=None)
         if dyn.config.get("continuation"):
             c = dyn.config["continuation"]
             note += f", continuation {c['reversion']:g}/{c['momentum']:g}/{c['target']:g}"
+            note += f" E {c['envelope']:g}" if c.get("envelope") else " unbounded"
         if "neural" in dyn.config:
             note += f", neural {dyn.config['neural']}"
         note += f", between {dyn.config['between']}"
