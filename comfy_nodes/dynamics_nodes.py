@@ -133,6 +133,10 @@ _WIDGETS = {
                                       "the clip's typical face (or the learned flow where it extrapolates better "
                                       "on this clip). flow: always the learned dynamics from the end keyframe.",
                                       default=d),
+    "between": lambda d: Choice("between", ["auto", "spline", "flow"], "Keyframe mode, between keyframes. spline: a "
+                                "curve through the keyframes. flow: the learned dynamics, bent to pass through both "
+                                "keyframes of each gap. auto: the flow where it predicts left-out keyframes better "
+                                "on this clip (smooth motion), else the spline.", default=d),
 }
 
 
