@@ -54,7 +54,7 @@ def _profile(h: torch.Tensor, reversion: torch.Tensor, momentum: torch.Tensor,
     (envelope inf: none)."""
     decay = torch.exp(-h / reversion[:, None] - (h / envelope[:, None]) ** 2)
     m = momentum[:, None].clamp_min(1e-12)
-    drift = torch.where(momentum[:, None] > 0, m * -torch.expm1(-h / m), torch.zeros_like(decay))
+    drift = torch.where(momentum[:, None] > 0, m * (1 - torch.exp(-h / m)), torch.zeros_like(decay))
     return decay, drift * decay
 
 
