@@ -65,6 +65,11 @@ def progress_bar(desc: str, quiet: bool = False):
         bar.close()
 
 
+OPTION_HELP = ("a fit_dynamics option (repeatable), e.g. between=flow (the learned dynamics between keyframes), "
+               "extrapolation=flow (the learned flow past the ends), tension=0 (natural cubic), iterations=600; "
+               "every option: docs/dynamics.md")
+
+
 def _parse_options(pairs: list[str]) -> dict:
     """['iters=200', 'kind=x'] -> {'iters': 200, 'kind': 'x'} (values read as JSON when they parse)."""
     out = {}
@@ -253,6 +258,8 @@ def _check_fit_options(kind: str, options: dict) -> None:
     """Names and value types of --option against fit_dynamics' defaults (before the fit starts)."""
     from . import dynamics_options
     from ._limits import check_dynamics_config
+    from .dynamics.kinds import kind_class
+    from .dynamics.options import check_options
 
     defaults = dynamics_options(kind)
     aliases = {"iters": "iterations"}
@@ -269,6 +276,10 @@ def _check_fit_options(kind: str, options: dict) -> None:
         if not isinstance(d, (bool, int, float, str)) and d is not None and not isinstance(v, type(d)):
             raise CLIError(f"--option {k}={v!r}: expected a value like {d!r}")
     check_dynamics_config(options, "--option")
+    try:  # the values too (choices, ranges), before any work starts
+        check_options(kind_class(kind), dict(options))
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"--option: {e}") from None
 
 
 def _check_identity(a: dict, b: dict, a_name: str, b_name: str, force: bool) -> None:
@@ -377,10 +388,13 @@ def cmd_video(args) -> None:
     if args.kind not in ("ode", "sde"):
         raise CLIError(f"--kind must be ode or sde, got {args.kind!r}")
     edit = _parse_edit(args.edit)
+    fit_options = _parse_options(args.option)
+    _check_fit_options(args.kind, fit_options)
     device = resolve_device(args.device)
     G = _load_generator(args.generator, device)
     summary = process_video(src, out, G, encoder=_encoder_arg(args.encoder), factor=args.factor, edit=edit, kind=args.kind,
-                            overwrite=args.overwrite, invert_options={"steps": args.steps}, seed=args.seed,
+                            overwrite=args.overwrite, invert_options={"steps": args.steps}, fit_options=fit_options,
+                            seed=args.seed,
                             max_frames=args.max_frames, stage=lambda name: progress_bar(name, args.quiet),
                             log=_log(args))
     _log(args)(f"wrote {out}: {summary['frames_out']} frames at {summary['fps_out']:g} fps from "
@@ -482,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("codes", help="codes file from `dynode invert`")
     sp.add_argument("--out", required=True, help="dynamics file to write (.safetensors)")
     sp.add_argument("--kind", choices=("ode", "cde", "sde"), default="ode")
-    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="extra fit_dynamics option (repeatable)")
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help=OPTION_HELP)
     sp.add_argument("--seed", type=g.nonneg_int, default=None)
     common(sp)
     sp.set_defaults(func=cmd_fit, out_suffixes=(".safetensors",))
@@ -559,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--edit", metavar="NAME_OR_FILE:STRENGTH", help="edit the first frame along a direction (a "
                     "built-in name such as smile, or a direction file) by STRENGTH and let the dynamics carry it")
     sp.add_argument("--kind", default="ode", choices=("ode", "sde"), help="latent dynamics: ode (default) or sde")
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help=OPTION_HELP)
     sp.add_argument("--steps", type=int, default=300, help="inversion steps of the anchor frames (default 300)")
     sp.add_argument("--max-frames", type=int, help="use at most this many frames of the input")
     sp.add_argument("--seed", type=int, default=0, help="seed of the SDE sample (default 0)")

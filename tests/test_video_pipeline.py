@@ -95,6 +95,14 @@ def test_cli_video_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["video", str(junk), "--out", str(existing), "-q"]) == 2
     assert "--overwrite" in capsys.readouterr().err and existing.read_bytes() == b"keep me"
     assert main(["video", str(junk), "--out", str(tmp_path / "o.mp4"), "--edit", "smile", "-q"]) == 2
+    capsys.readouterr()
+    # fit options are checked before the video is read; a valid one gets as far as the video
+    assert main(["video", str(junk), "--out", str(tmp_path / "o.mp4"), "--option", "bogus=1", "-q"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(["video", str(junk), "--out", str(tmp_path / "o.mp4"), "--option", "between=sometimes", "-q"]) == 2
+    assert "between" in capsys.readouterr().err
+    assert main(["video", str(junk), "--out", str(tmp_path / "o.mp4"), "--option", "between=spline", "-q"]) == 2
+    assert "not a video" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["video", "--help"])
     assert "--factor" in capsys.readouterr().out
