@@ -36,7 +36,14 @@ class _Vector(nn.Module):
                                  nn.Linear(hidden, state * channels), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(-1, self.state, self.channels)
+        return self.field()(z)
+
+    def field(self):
+        """g as a plain function of z: the solves call it thousands of times per optimiser step, and the
+        module calls of `self.net` cost about as much as its arithmetic at these sizes."""
+        (w1, b1), (w2, b2), (w3, b3) = [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
+        silu, linear, shape = nn.functional.silu, nn.functional.linear, (-1, self.state, self.channels)
+        return lambda z: torch.tanh(linear(silu(linear(silu(linear(z, w1, b1)), w2, b2)), w3, b3)).view(shape)
 
     def penalty(self) -> torch.Tensor:
         return sum((p ** 2).sum() for p in self.net.parameters())
@@ -76,9 +83,9 @@ class CDEDynamics(Dynamics):
             nodes, w_steps = self._grid(spline, tau_ctrl, start, sign, float((q[sel] - start).abs().max()))
             h = nodes[1:] - nodes[:-1]                                   # [G - 1], signed
             dx = self._control_velocity(w_steps.to(y_ctrl) @ y_ctrl).view(len(h), 3, -1)
-            z, states = z0, [z0]
-            for i in range(len(h)):
-                z = self._rk4(z, float(h[i]), dx[i, 0:1], dx[i, 1:2], dx[i, 2:3])
+            g, z, states = self.vector.field(), z0, [z0]
+            for h_i, (a, m, b) in zip(h.tolist(), dx[:, :, :, None].unbind(0)):
+                z = _rk4(g, z, h_i, a, m, b)
                 states.append(z)
             states = torch.cat(states)                                   # [G, m]
             # from the grid point at or before each query (in the solve's direction), one step to the query
@@ -91,8 +98,8 @@ class CDEDynamics(Dynamics):
                 t3 = torch.stack([nodes[i[part]], nodes[i[part]] + hq[part] / 2, tq[part]], 1).flatten()
                 d = self._control_velocity(spline.weights(t3, derivative=True).to(y_ctrl) @ y_ctrl).view(-1, 3, dx.shape[-1])
                 zq = zq.clone()
-                zq[part.to(zq.device)] = self._rk4(zq[part.to(zq.device)], hq[part].to(zq)[:, None], d[:, 0], d[:, 1],
-                                                   d[:, 2])
+                zq[part.to(zq.device)] = _rk4(self.vector.field(), zq[part.to(zq.device)], hq[part].to(zq)[:, None],
+                                              d[:, 0, :, None], d[:, 1, :, None], d[:, 2, :, None])
             out[sel] = self.readout(zq)
         # read out displacements from the start, so every path starts exactly at its control's first point
         return out + (y_ctrl[0] - self.readout(z0))
@@ -120,17 +127,6 @@ class CDEDynamics(Dynamics):
     def _control_velocity(self, dy: torch.Tensor) -> torch.Tensor:
         """dX/dt [B, k + 1] from the control's coordinate velocities dy [B, k] (the time channel runs at 1 / span)."""
         return torch.cat([dy.new_full((dy.shape[0], 1), 1.0 / self.span), dy], 1)
-
-    def _f(self, z: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-        return (self.vector(z) @ dx[:, :, None])[..., 0]
-
-    def _rk4(self, z, h, dx_a, dx_m, dx_b):
-        """One classic RK4 step of dz/dt = g(z) dX/dt from z [B, m] over h (a number or [B, 1])."""
-        k1 = self._f(z, dx_a)
-        k2 = self._f(z + h / 2 * k1, dx_m)
-        k3 = self._f(z + h / 2 * k2, dx_m)
-        k4 = self._f(z + h * k3, dx_b)
-        return z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
     def _fit(self, progress, cancel) -> None:
         iters = int(self.config["iterations"])
@@ -217,3 +213,18 @@ class CDEDynamics(Dynamics):
         y = self._path(self._tau(q), y_c - y_c[0] + y0, self._tau(t_c))
         out = self.basis.decode(y) + self.basis.outside(first[None])
         return out.reshape(len(q), *self.key_codes.shape[1:])
+
+
+def _rk4(g, z: torch.Tensor, h, dx_a: torch.Tensor, dx_m: torch.Tensor, dx_b: torch.Tensor) -> torch.Tensor:
+    """One classic RK4 step of dz/dt = g(z) dX/dt from z [B, m] over h (a number or [B, 1]); dx_* [B or 1, c, 1]
+    the control's velocity at the step's start, middle and end."""
+    def f(z, dx):
+        return (g(z) @ dx)[..., 0]
+
+    h = torch.as_tensor(h, dtype=z.dtype, device=z.device)
+    half = h / 2
+    k1 = f(z, dx_a)
+    k2 = f(torch.addcmul(z, half, k1), dx_m)
+    k3 = f(torch.addcmul(z, half, k2), dx_m)
+    k4 = f(torch.addcmul(z, h, k3), dx_b)
+    return torch.addcmul(z, h / 6, torch.add(k1, k2 + k3, alpha=2) + k4)
