@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import dynode_core as dc
 from dynode_core import builtin
+from dynode_core.builtin.scene import place_image, smooth_background
 from dynode_core.metrics import psnr
 from dynode_core.video import frames_from_uint8
 
@@ -39,22 +39,6 @@ def similarity(scale, angle, tx, ty) -> torch.Tensor:
     return torch.tensor([[c, -s, tx], [s, c, ty], [0, 0, 1.0]])
 
 
-def background(h, w, seed) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // 40 + 2, w // 40 + 2, generator=g) * 1.6 - 0.8, size=(h, w),
-                         mode="bilinear", align_corners=False)
-
-
-def place(img, T, h, w, bg):
-    inv = torch.linalg.inv(T.double())
-    ys, xs = torch.meshgrid(torch.arange(h).double(), torch.arange(w).double(), indexing="ij")
-    u = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
-    v = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-    s = img.shape[-1]
-    grid = torch.stack([(u + 0.5) / s * 2 - 1, (v + 0.5) / s * 2 - 1], -1)[None].float()
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = ((u > -0.5) & (u < s - 0.5) & (v > -0.5) & (v < s - 0.5)).float()
-    return out * inside + bg * (1 - inside)
 
 
 def corner_error(a, b, size) -> float:
@@ -85,7 +69,7 @@ def main() -> None:
         img = frames_from_uint8(np.array(Image.open(f).convert("RGB"))[None])
         base = dc.align_faces(img, size=256)
         for j, T in enumerate(transforms):
-            canvas = place(img, T, 480, 560, background(480, 560, 10 * k + j))
+            canvas = place_image(img, T, smooth_background(480, 560, 10 * k + j))
             a = dc.align_faces(canvas, size=256)
             inv.append(corner_error(a.transforms[0], T @ base.transforms[0], 256))
             rec.append(corner_error(a.transforms[0], T, 256))
@@ -113,14 +97,14 @@ def main() -> None:
     img = frames_from_uint8(np.array(Image.open(files[0]).convert("RGB"))[None])
     T = similarity(1.2, 0.1, 120, 60)
     g = torch.Generator().manual_seed(0)
-    still = place(img, T, 480, 560, background(480, 560, 99)).expand(24, -1, -1, -1)
+    still = place_image(img, T, smooth_background(480, 560, 99)).expand(24, -1, -1, -1)
     still = (still + 0.02 * torch.randn(still.shape, generator=g)).clamp(-1, 1)
     for sm in (0.0, 3.0):
         a = dc.align_faces(still, size=256, smoothing=sm)
         print(f"  still photo + noise, smoothing {sm:g}: crop-centre std {float(centre(a.transforms, 256).std(0).norm()):.3f} px, "
               f"scale std {float(torch.det(a.transforms[:, :2, :2]).sqrt().std() / torch.det(a.transforms[:, :2, :2]).sqrt().mean() * 100):.3f} %")
     moves = [similarity(1.2, 0.1, 60 + 8 * k, 40 + 4 * k) for k in range(24)]
-    moving = torch.cat([place(img, m, 480, 560, background(480, 560, 99)) for m in moves])
+    moving = torch.cat([place_image(img, m, smooth_background(480, 560, 99)) for m in moves])
     for sm in (0.0, 3.0):
         a = dc.align_faces(moving, size=256, smoothing=sm)
         rel = torch.stack([torch.linalg.inv(moves[k]) @ a.transforms[k] for k in range(24)])

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import dynode_core as dc
 from dynode_core import builtin
+from dynode_core.builtin.scene import place_image, smooth_background
 from dynode_core.metrics import psnr
 from dynode_core.video import frames_from_uint8, frames_to_uint8
 from dynode_core import alignment
@@ -44,23 +44,6 @@ def similarity(scale, angle, tx, ty) -> torch.Tensor:
     return torch.tensor([[c, -s, tx], [s, c, ty], [0, 0, 1.0]])
 
 
-def background(h, w, seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // 40 + 2, w // 40 + 2, generator=g) * 1.6 - 0.8, size=(h, w),
-                         mode="bilinear", align_corners=False)
-
-
-def place(img: torch.Tensor, T: torch.Tensor, h: int, w: int, bg: torch.Tensor) -> torch.Tensor:
-    """Canvas [1, 3, h, w] showing img [1, 3, S, S] at transform T (image pixel -> canvas pixel) over bg."""
-    inv = torch.linalg.inv(T.double())
-    ys, xs = torch.meshgrid(torch.arange(h).double(), torch.arange(w).double(), indexing="ij")
-    u = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
-    v = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-    s = img.shape[-1]
-    grid = torch.stack([(u + 0.5) / s * 2 - 1, (v + 0.5) / s * 2 - 1], -1)[None].float()
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = ((u > -0.5) & (u < s - 0.5) & (v > -0.5) & (v < s - 0.5)).float()
-    return out * inside + bg * (1 - inside)
 
 
 def corner_error(a: torch.Tensor, b: torch.Tensor, size: int) -> float:
@@ -76,7 +59,7 @@ def corner_error(a: torch.Tensor, b: torch.Tensor, size: int) -> float:
 def test_photo_transform_recovery_and_invariance(one_thread, index):
     img = photo(index)
     T = similarity(1.5, 0.3 - 0.12 * index, 70.0 + 5 * index, 50.0)
-    canvas = place(img, T, 480, 560, background(480, 560, index))
+    canvas = place_image(img, T, smooth_background(480, 560, index))
     base = dc.align_faces(img, size=256)
     moved = dc.align_faces(canvas, size=256)
     # the same face moved by T is aligned to the same crop: the transform follows T
@@ -94,7 +77,7 @@ def test_photo_transform_recovery_and_invariance(one_thread, index):
 def test_photo_round_trip_and_untouched_pixels(one_thread):
     img = photo(1)
     T = similarity(1.2, -0.3, 90.0, 60.0)
-    canvas = place(img, T, 460, 520, background(460, 520, 7))
+    canvas = place_image(img, T, smooth_background(460, 520, 7))
     faces = dc.align_faces(canvas, size=256)
     back = dc.paste_faces(canvas, faces.crops, faces)
     assert psnr(back, canvas).item() > 38
@@ -115,17 +98,17 @@ def test_cartoon_recovery_static_jitter_and_moving_lag(one_thread):
     face = cartoon()
     n = 12
     g = torch.Generator().manual_seed(0)
-    bg = background(300, 420, 1)
+    bg = smooth_background(300, 420, 1)
     # still face, a little sensor noise on every frame
     T = similarity(0.8, 0.1, 110.0, 40.0)
-    still = place(face, T, 300, 420, bg).expand(n, -1, -1, -1)
+    still = place_image(face, T, bg).expand(n, -1, -1, -1)
     still = (still + 0.02 * torch.randn(still.shape, generator=g)).clamp(-1, 1)
     a = dc.align_faces(still, size=128)
     centres = a.transforms[:, :2, :2] @ torch.tensor([63.5, 63.5]) + a.transforms[:, :2, 2]
     assert float(centres.std(0).max()) < 0.3  # pixels
     # a face moving steadily to the right: the smoothed track follows it without lag
     moves = [similarity(0.8, 0.1, 60.0 + 12 * k, 40.0 + 3 * k) for k in range(n)]
-    moving = torch.cat([place(face, m, 300, 420, bg) for m in moves])
+    moving = torch.cat([place_image(face, m, bg) for m in moves])
     b = dc.align_faces(moving, size=128)
     rel = torch.stack([torch.linalg.inv(moves[k]) @ b.transforms[k] for k in range(n)])
     rel_c = rel[:, :2, :2] @ torch.tensor([63.5, 63.5]) + rel[:, :2, 2]  # in the face's own pixels
@@ -152,9 +135,9 @@ def test_builtin_framing_returns_rendered_faces_at_their_own_framing(one_thread)
 @needs_faces
 def test_missing_faces_are_flagged_and_filled(one_thread):
     face = cartoon(seed=5)
-    bg = background(240, 320, 2)
+    bg = smooth_background(240, 320, 2)
     moves = [similarity(0.6, 0.0, 60.0 + 8 * k, 40.0) for k in range(8)]
-    clip = torch.cat([place(face, m, 240, 320, bg) for m in moves])
+    clip = torch.cat([place_image(face, m, bg) for m in moves])
     clip[3] = bg[0]
     clip[4] = bg[0]
     a = dc.align_faces(clip, size=64)
@@ -167,9 +150,9 @@ def test_missing_faces_are_flagged_and_filled(one_thread):
 
 @needs_faces
 def test_several_faces_warn_and_take_the_largest(one_thread):
-    bg = background(260, 520, 3)
+    bg = smooth_background(260, 520, 3)
     big_T, small_T = similarity(0.9, 0, 260.0, 20.0), similarity(0.65, 0, 30.0, 50.0)
-    canvas = place(cartoon(seed=1), small_T, 260, 520, place(cartoon(seed=4), big_T, 260, 520, bg))
+    canvas = place_image(cartoon(seed=1), small_T, place_image(cartoon(seed=4), big_T, bg))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         a = dc.align_faces(canvas, size=64, framing="builtin")
@@ -181,7 +164,7 @@ def test_several_faces_warn_and_take_the_largest(one_thread):
 @needs_faces
 def test_face_partly_outside_the_frame_is_padded(one_thread):
     face = cartoon(seed=6)
-    canvas = place(face, similarity(1.0, 0, -70.0, 10.0), 280, 300, background(280, 300, 4))
+    canvas = place_image(face, similarity(1.0, 0, -70.0, 10.0), smooth_background(280, 300, 4))
     a = dc.align_faces(canvas, size=128)
     assert a.found.all() and torch.isfinite(a.crops).all()
     left = a.crops[0, :, :, :10]  # outside the frame: padded, blurred towards the median, not black or garbage
@@ -222,7 +205,7 @@ def test_batch_of_unrelated_warps_is_not_averaged_together(one_thread):
     Ts = [similarity(1.5, 0.3, 70.0, 50.0), similarity(0.9, -0.25, 250.0, 180.0), similarity(1.3, 0.0, 40.0, 120.0),
           similarity(1.1, 0.2, 200.0, 20.0)]
     imgs = [photo(k % len(PHOTOS)) for k in range(len(Ts))]
-    canvases = torch.cat([place(img, T, 480, 560, background(480, 560, k)) for k, (img, T) in enumerate(zip(imgs, Ts))])
+    canvases = torch.cat([place_image(img, T, smooth_background(480, 560, k)) for k, (img, T) in enumerate(zip(imgs, Ts))])
     together = dc.align_faces(canvases, size=256)
     for k, T in enumerate(Ts):
         alone = dc.align_faces(canvases[k:k + 1], size=256)
