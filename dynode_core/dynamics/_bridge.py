@@ -69,10 +69,10 @@ def _hermite(states: torch.Tensor, slopes: torch.Tensor, n: int, row: torch.Tens
 def _flows(fields: nn.Module, starts: torch.Tensor, duration: torch.Tensor, forward: torch.Tensor,
            row: torch.Tensor, s: torch.Tensor, step: float) -> torch.Tensor:
     """Values [N, k] of the flows from starts [B, k] over `duration` [B], row `row` [N] read at fraction s [N]."""
-    if not getattr(fields, "neural", True):  # v = -rate y: the exact flow
-        rate = nn.functional.softplus(fields.raw_rate)
-        r = torch.where(forward, rate[0], rate[1])[row]
-        return starts[row] * torch.exp(-r * duration[row] * s)[:, None]
+    if not getattr(fields, "neural", True):  # v = -rate y: `flow` takes its exact flow, no dense output needed
+        from .ode import flow
+
+        return flow(fields, starts[row], duration[row] * s, forward[row], step)
     states, slopes, n = _dense_flow(fields, starts, duration, forward, step)
     return _hermite(states, slopes, n, row, s)
 

@@ -21,7 +21,7 @@ from ._inputs import check_clip
 from .model import Dynamics
 from ._bridge import held_out, prefer_flow
 from ._extrap import error_floor
-from ._interp import TensionSpline, keyframe_distances, keyframe_weights
+from ._interp import TensionSpline
 
 __all__ = ["CDEDynamics"]
 
@@ -160,12 +160,9 @@ class CDEDynamics(Dynamics):
         sub = CDEDynamics(self.key_times[keep], self.key_codes[keep], config)
         sub._train(progress, cancel, iterations, 0, total)
         y = self.basis.encode(self.key_codes.flatten(1))
-        knots, paced = self._knots(), self._paced()
         with torch.no_grad():
             path = self.basis.encode(sub.sample(self.key_times[out].float()).flatten(1))
-            pace = None if paced is None else keyframe_distances(paced[keep])
-            spline = keyframe_weights(knots[keep], self._tensions(), knots[out], pace).to(y).apply(y[keep])
-        wins, scores = prefer_flow(path, spline, y[out], error_floor(y), incumbent="flow")
+        wins, scores = prefer_flow(path, self._spline_from(y, keep, out), y[out], error_floor(y), incumbent="flow")
         self.config["cv_between_error"] = scores
         return wins
 

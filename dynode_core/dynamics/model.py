@@ -214,6 +214,13 @@ class Dynamics(nn.Module):
         distances, splines = self._spline_cache
         return keyframe_weights(self._knots(), self._tensions(), (q - self.t0) / self.unit, distances, splines)
 
+    def _spline_from(self, y: torch.Tensor, keep: list[int], out: list[int]) -> torch.Tensor:
+        """The keyframe path (tensions, pacing) through only the keyframes `keep` of y [T, k], read at the
+        keyframes `out` [M]: what the spline predicts for held-out keyframes. -> [M, k]"""
+        knots, paced = self._knots(), self._paced()
+        pace = None if paced is None else keyframe_distances(paced[keep])
+        return keyframe_weights(knots[keep], self._tensions(), knots[out], pace).to(y).apply(y[keep])
+
     def _continues(self) -> bool:
         return self.config.get("extrapolation") == "auto" and self.config.get("continuation") is not None
 

@@ -27,7 +27,6 @@ from torch import nn
 
 from ._bridge import bridge, held_out, prefer_flow
 from ._extrap import choose_continuation, continue_from, error_floor, log_error
-from ._interp import keyframe_distances, keyframe_weights
 from .model import Dynamics
 
 __all__ = ["ODEDynamics"]
@@ -277,10 +276,7 @@ class ODEDynamics(Dynamics):
                                    what="between cross-validation")
         with torch.no_grad():
             flows = bridge(fields, y[keep], tau[keep], tau[out], float(self.config["step"]))
-        paced = self._paced()
-        pace = None if paced is None else keyframe_distances(paced[keep])
-        spline = keyframe_weights(self._knots()[keep], self._tensions(), self._knots()[out], pace).to(y).apply(y[keep])
-        wins, scores = prefer_flow(flows, spline, y[out], error_floor(y))
+        wins, scores = prefer_flow(flows, self._spline_from(y, keep, out), y[out], error_floor(y))
         self.config["cv_between_error"] = scores
         return wins
 
