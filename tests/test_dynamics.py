@@ -366,6 +366,20 @@ def test_recovers_a_smooth_path():
     assert err_ahead < 0.1 * hold and err_ahead < 1e-2 * var
 
 
+def test_tension_moves_off_the_prior_only_where_the_data_show_it():
+    """Per direction the tension nearest the moderate prior within tolerance of the cross-validated best:
+    where every tension fits (straight motion) the prior, a smooth curve gets a curve; with too few folds to
+    judge directions apart one pooled tension, the straightest within tolerance."""
+    from dynode_core.dynamics._interp import PRIOR_TENSION, TENSIONS, choose_tension
+
+    knots = torch.arange(12, dtype=torch.float64)
+    assert choose_tension(knots, torch.stack([knots, -2 * knots], 1)) == [PRIOR_TENSION] * 2
+    curve = choose_tension(knots, torch.stack([torch.sin(0.5 * knots), knots], 1))
+    assert curve[0] <= 1.0 and curve[1] == PRIOR_TENSION
+    walk = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(0)
+    assert choose_tension(knots[:6], walk) == [TENSIONS[-1]] * 3
+
+
 def test_pacing_follows_speed_changes():
     """A motion along a straight line that speeds up and slows down again (ease in and out): paced keyframe
     paths put the in-between frames where the motion is, linear interpolation spreads them evenly."""

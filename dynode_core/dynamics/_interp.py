@@ -21,6 +21,7 @@ import torch
 from ._basis import principal_components
 
 TENSIONS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 32.0, 128.0)
+PRIOR_TENSION = 8.0  # where choose_tension starts from: the best single tension in decoded frames
 
 
 def locate(knots: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -187,16 +188,21 @@ def pace_weights(knots: torch.Tensor, distances: torch.Tensor, q: torch.Tensor) 
 
 def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float = 0.5,
                    max_folds: int = 64, reach: int = 12, paced: torch.Tensor | None = None,
-                   min_folds_per_direction: int = 5) -> list[float]:
+                   min_folds_per_direction: int = 5, prior: float = PRIOR_TENSION) -> list[float]:
     """A tension per column of values [T, C] (e.g. per basis direction) from leave-one-out cross-validation
     over `TENSIONS`: each interior knot is predicted from the others. Per column, of the tensions whose error
-    is within `tolerance` of that column's best, the highest is taken: the straightest safe choice, a curve
-    must cut the error by a third to be chosen. A slow head turn gets curves, a jerky mouth straight segments.
+    is within `tolerance` of that column's best, the one nearest `prior` on the `TENSIONS` ladder is taken
+    (the straighter of two as near): a column moves off the moderate default only where the data show it,
+    a slow head turn towards curves, a jerky mouth towards straight segments. Leaving a knot out doubles a
+    gap, so the folds judge half the keyframe rate; in code space a moderate and a near-linear tension are
+    then seldom apart by more than the tolerance, while decoded frames favour the moderate one
+    (docs/dynamics.md).
     At most `max_folds` knots are left out, evenly spread, each predicted from the `reach` knots on either
     side (a knot further away changes a spline by < 1e-6).
     paced: the keyframes [T, F] whose distances pace the gaps (`pace_weights`); None: no pacing.
-    With fewer than `min_folds_per_direction` folds the directions' errors are pooled: one tension for all
-    (a direction's error over 3 or 4 folds is mostly chance).
+    With fewer than `min_folds_per_direction` folds the directions' errors are pooled and the highest tension
+    within tolerance is taken, one for all: over 3 or 4 folds an error is mostly chance, and a straight path
+    is the safe guess.
     """
     knots = knots.detach().to("cpu", torch.float64)
     values = values.detach().to("cpu", torch.float64)
@@ -217,8 +223,12 @@ def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float =
         return [TENSIONS[-1]] * C
     if len(folds) < min_folds_per_direction:  # too few folds to judge directions apart: one tension for all
         errors = errors.sum(1, keepdim=True).expand(-1, C)
+        ok = errors <= (1 + tolerance) * errors.min(0).values + 1e-12
+        return [max(p for a, p in enumerate(TENSIONS) if ok[a, c]) for c in range(C)]
     ok = errors <= (1 + tolerance) * errors.min(0).values + 1e-12
-    return [max(p for a, p in enumerate(TENSIONS) if ok[a, c]) for c in range(C)]
+    home = min(range(len(TENSIONS)), key=lambda a: abs(math.log1p(TENSIONS[a]) - math.log1p(prior)))
+    return [TENSIONS[min((a for a in range(len(TENSIONS)) if ok[a, c]), key=lambda a: (abs(a - home), -a))]
+            for c in range(C)]
 
 
 class KeyframeWeights:
