@@ -5,7 +5,8 @@ keyframe codes are the factor encoder's codes of the TRUE factors at the keyfram
 plays no part), W codes [T, 1, 512]. Paths are sampled at 16 fps, decoded by the built-in generator and
 compared with `render_clip` (the renderer's ground truth) by PSNR, averaged over the frames scored:
 
-  interpolation  keyframes at 2/s and 3/s over 0..3 s; the in-between frames; gain in dB over linear
+  interpolation  keyframes at 2/s and 3/s over 0..3 s, and 8 irregular ones (both ends and 6 random frames of
+                 the 4/s grid, drawn per clip); the in-between frames; gain in dB over linear
                  interpolation of the codes (and a natural cubic spline's gain as a reference); "<kind>
                  spline" is the same model with between="spline", "<kind> flow chosen" 1 where
                  between="auto" chose the learned flow's bridges
@@ -79,8 +80,18 @@ def fit(t, z, fit_seconds, **options):
     return dyn
 
 
-def interpolation(clip, rate, fit_seconds, kinds):
-    key_t = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+def irregular_keyframes(seed, rate=4, keep=8):
+    """Times [keep] of `keep` keyframes of the `rate`/s grid over the clip: both ends and a random subset
+    (seeded by the clip) of the frames between, as when frames were dropped or picked by hand."""
+    full = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+    inner = torch.randperm(len(full) - 2, generator=torch.Generator().manual_seed(seed))[:keep - 2] + 1
+    return torch.cat([full[:1], full[inner.sort().values], full[-1:]])
+
+
+def interpolation(clip, rate, fit_seconds, kinds, key_t=None):
+    """rate: keyframes per second; key_t: the keyframe times instead (irregular)"""
+    if key_t is None:
+        key_t = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
     grid = torch.arange(int(DURATION * FPS) + 1, dtype=torch.float32) / FPS
     between = (grid[:, None] - key_t[None]).abs().min(1).values > 1e-6
     q = grid[between]
@@ -152,10 +163,15 @@ def main(argv=None):
     t_all = time.perf_counter()
     print(f"# DynODE pixel-space dynamics benchmark: clips {seeds}, {FPS} fps, {DURATION:g} s, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s)")
-    for rate in (2, 3):
-        rows = {s: interpolation(Clip(s, G, E), rate, fit_seconds, kinds) for s in seeds}
+    for rate in (2, 3, "irregular"):
+        if rate == "irregular":
+            rows = {s: interpolation(Clip(s, G, E), None, fit_seconds, kinds, irregular_keyframes(s)) for s in seeds}
+            what = "8 irregular keyframes (both ends and 6 random frames of the 4/s grid, per clip)"
+        else:
+            rows = {s: interpolation(Clip(s, G, E), rate, fit_seconds, kinds) for s in seeds}
+            what = f"keyframes at {rate}/s"
         names = list(next(iter(rows.values())))
-        print(f"\n### interpolation, keyframes at {rate}/s: PSNR gain over linear [dB] of the in-between frames")
+        print(f"\n### interpolation, {what}: PSNR gain over linear [dB] of the in-between frames")
         print("| clip | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
         for s, r in rows.items():
             print(f"| {s} | " + " | ".join(f"{r[n]:+.3f}" for n in names) + " |")
