@@ -366,6 +366,25 @@ def test_recovers_a_smooth_path():
     assert err_ahead < 0.1 * hold and err_ahead < 1e-2 * var
 
 
+def test_plain_forward_is_the_module_forward():
+    """The fields' MLPs run as plain functions in the solvers: the same values and gradients as the modules."""
+    from torch import nn
+
+    from dynode_core.dynamics._mlp import plain_forward
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 6), nn.Tanh())
+    x = torch.randn(5, 4)
+    assert torch.equal(plain_forward(net)(x), net(x))
+    plain_forward(net)(x).sum().backward()
+    grad = net[0].weight.grad.clone()
+    net.zero_grad()
+    net(x).sum().backward()
+    assert torch.equal(grad, net[0].weight.grad)
+    with pytest.raises(TypeError, match="ReLU"):
+        plain_forward(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+
+
 def test_tension_moves_off_the_prior_only_where_the_data_show_it():
     """Per direction the tension nearest the moderate prior within tolerance of the cross-validated best:
     where every tension fits (straight motion) the prior, a smooth curve gets a curve; with too few folds to

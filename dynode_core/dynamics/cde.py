@@ -22,6 +22,7 @@ from .model import Dynamics
 from ._bridge import held_out, prefer_flow
 from ._extrap import error_floor
 from ._interp import TensionSpline
+from ._mlp import plain_forward
 
 __all__ = ["CDEDynamics"]
 
@@ -39,11 +40,9 @@ class _Vector(nn.Module):
         return self.field()(z)
 
     def field(self):
-        """g as a plain function of z: the solves call it thousands of times per optimiser step, and the
-        module calls of `self.net` cost about as much as its arithmetic at these sizes."""
-        (w1, b1), (w2, b2), (w3, b3) = [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
-        silu, linear, shape = nn.functional.silu, nn.functional.linear, (-1, self.state, self.channels)
-        return lambda z: torch.tanh(linear(silu(linear(silu(linear(z, w1, b1)), w2, b2)), w3, b3)).view(shape)
+        """g as a plain function of z (`plain_forward`: the solves call it thousands of times per step)."""
+        net, shape = plain_forward(self.net), (-1, self.state, self.channels)
+        return lambda z: net(z).view(shape)
 
     def penalty(self) -> torch.Tensor:
         return sum((p ** 2).sum() for p in self.net.parameters())
@@ -98,7 +97,7 @@ class CDEDynamics(Dynamics):
                 t3 = torch.stack([nodes[i[part]], nodes[i[part]] + hq[part] / 2, tq[part]], 1).flatten()
                 d = self._control_velocity(spline.weights(t3, derivative=True).to(y_ctrl) @ y_ctrl).view(-1, 3, dx.shape[-1])
                 zq = zq.clone()
-                zq[part.to(zq.device)] = _rk4(self.vector.field(), zq[part.to(zq.device)], hq[part].to(zq)[:, None],
+                zq[part.to(zq.device)] = _rk4(g, zq[part.to(zq.device)], hq[part].to(zq)[:, None],
                                               d[:, 0, :, None], d[:, 1, :, None], d[:, 2, :, None])
             out[sel] = self.readout(zq)
         # read out displacements from the start, so every path starts exactly at its control's first point

@@ -27,6 +27,7 @@ from torch import nn
 
 from ._bridge import bridge, held_out, prefer_flow
 from ._extrap import choose_continuation, continue_from, error_floor, log_error
+from ._mlp import plain_forward
 from .model import Dynamics
 
 __all__ = ["ODEDynamics"]
@@ -64,12 +65,10 @@ class _Fields(nn.Module):
         minus_rate = -torch.where(forward, rate[0], rate[1])[:, None]
         if not self.neural:
             return lambda y: minus_rate * y
-        rows = forward[:, None]
-        (w1, b1), (w2, b2), (w3, b3) = [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
-        silu, linear = nn.functional.silu, nn.functional.linear
+        rows, net = forward[:, None], plain_forward(self.net)
 
-        def v(y):  # self.net(y), without the module-call overhead
-            out = linear(silu(linear(silu(linear(y, w1, b1)), w2, b2)), w3, b3)
+        def v(y):
+            out = net(y)
             k = y.shape[-1]
             return torch.addcmul(torch.where(rows, out[:, :k], out[:, k:]), minus_rate, y)
 
