@@ -39,8 +39,6 @@ def similarity(scale, angle, tx, ty) -> torch.Tensor:
     return torch.tensor([[c, -s, tx], [s, c, ty], [0, 0, 1.0]])
 
 
-
-
 def corner_error(a, b, size) -> float:
     pts = torch.tensor([[0, size - 1, 0, size - 1, (size - 1) / 2], [0, 0, size - 1, size - 1, (size - 1) / 2],
                         [1, 1, 1, 1, 1.0]]).double()

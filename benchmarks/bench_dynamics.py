@@ -301,8 +301,9 @@ def main(argv=None):
                   ("ode", "sde (one sample)", "cde"), True, "hold / nearest frame")
     # synthetic smooth motion
     synth = smooth_codes(times)
-    syn = {"even->odd": ([0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9]), "irregular B": ([0, 2, 3, 7, 10], [1, 4, 5, 6, 8, 9]),
-           "0..7 -> 8..10": (list(range(8)), [8, 9, 10])}
+    named, _, named_extrap, _ = protocols(0)  # the splits themselves, whichever --part trimmed above
+    syn = {"even->odd": named["even->odd"], "irregular B": named["irregular B"],
+           "0..7 -> 8..10": named_extrap["0..7 -> 8..10"]}
     if args.part == "extrapolation":
         syn = {k: v for k, v in syn.items() if "8..10" in k}
     if args.part == "interpolation":

@@ -80,18 +80,20 @@ def fit(t, z, fit_seconds, **options):
     return dyn
 
 
+def regular_keyframes(rate):
+    """Times of keyframes at `rate` per second over the clip, both ends included."""
+    return torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+
+
 def irregular_keyframes(seed, rate=4, keep=8):
     """Times [keep] of `keep` keyframes of the `rate`/s grid over the clip: both ends and a random subset
     (seeded by the clip) of the frames between, as when frames were dropped or picked by hand."""
-    full = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+    full = regular_keyframes(rate)
     inner = torch.randperm(len(full) - 2, generator=torch.Generator().manual_seed(seed))[:keep - 2] + 1
     return torch.cat([full[:1], full[inner.sort().values], full[-1:]])
 
 
-def interpolation(clip, rate, fit_seconds, kinds, key_t=None):
-    """rate: keyframes per second; key_t: the keyframe times instead (irregular)"""
-    if key_t is None:
-        key_t = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+def interpolation(clip, key_t, fit_seconds, kinds):
     grid = torch.arange(int(DURATION * FPS) + 1, dtype=torch.float32) / FPS
     between = (grid[:, None] - key_t[None]).abs().min(1).values > 1e-6
     q = grid[between]
@@ -111,7 +113,7 @@ def interpolation(clip, rate, fit_seconds, kinds, key_t=None):
 
 
 def extrapolation(clip, fit_seconds, kinds, rate=4):
-    key_t = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+    key_t = regular_keyframes(rate)
     q = key_t[-1] + torch.tensor(HORIZONS)
     z = clip.codes(key_t)
     truth = clip.truth(q)
@@ -126,7 +128,7 @@ def extrapolation(clip, fit_seconds, kinds, rate=4):
 
 
 def sde_figures(clip, fit_seconds, rate=2, samples=32, decoded=4):
-    key_t = torch.arange(int(DURATION * rate) + 1, dtype=torch.float32) / rate
+    key_t = regular_keyframes(rate)
     grid = torch.arange(int(DURATION * FPS) + 1, dtype=torch.float32) / FPS
     between = (grid[:, None] - key_t[None]).abs().min(1).values > 1e-6
     z = clip.codes(key_t)
@@ -163,13 +165,11 @@ def main(argv=None):
     t_all = time.perf_counter()
     print(f"# DynODE pixel-space dynamics benchmark: clips {seeds}, {FPS} fps, {DURATION:g} s, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s)")
-    for rate in (2, 3, "irregular"):
-        if rate == "irregular":
-            rows = {s: interpolation(Clip(s, G, E), None, fit_seconds, kinds, irregular_keyframes(s)) for s in seeds}
-            what = "8 irregular keyframes (both ends and 6 random frames of the 4/s grid, per clip)"
-        else:
-            rows = {s: interpolation(Clip(s, G, E), rate, fit_seconds, kinds) for s in seeds}
-            what = f"keyframes at {rate}/s"
+    keyframings = [(f"keyframes at {r}/s", lambda s, r=r: regular_keyframes(r)) for r in (2, 3)]
+    keyframings.append(("8 irregular keyframes (both ends and 6 random frames of the 4/s grid, per clip)",
+                        irregular_keyframes))
+    for what, keyframes in keyframings:
+        rows = {s: interpolation(Clip(s, G, E), keyframes(s), fit_seconds, kinds) for s in seeds}
         names = list(next(iter(rows.values())))
         print(f"\n### interpolation, {what}: PSNR gain over linear [dB] of the in-between frames")
         print("| clip | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))

@@ -44,8 +44,6 @@ def similarity(scale, angle, tx, ty) -> torch.Tensor:
     return torch.tensor([[c, -s, tx], [s, c, ty], [0, 0, 1.0]])
 
 
-
-
 def corner_error(a: torch.Tensor, b: torch.Tensor, size: int) -> float:
     """Largest distance (target pixels) between where two transforms put the crop's corners and middle."""
     pts = torch.tensor([[0, size - 1, 0, size - 1, (size - 1) / 2], [0, 0, size - 1, size - 1, (size - 1) / 2],
