@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dynode_core as dc
+from dynamics_files import rewrite_config
 
 KINDS = ("ode", "cde", "sde")
 FAST = {"iterations": 15}  # cross-validation of the neural part is exercised in test_progress_and_cancel
@@ -197,19 +198,9 @@ def test_save_load_round_trip(fitted, clip, kind, tmp_path):
 
 def test_files_from_before_pacing_load_unpaced(fitted, tmp_path):
     """A file written before the pace option existed has no "pace" in its config: it samples as it did."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     path = tmp_path / "new.safetensors"
     fitted["ode"].save(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["config"])
-    del config["pace"]
-    old = tmp_path / "old.safetensors"
-    save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+    old = rewrite_config(path, tmp_path / "old.safetensors", lambda config: config.pop("pace"))
     grid = torch.linspace(0, 5.5, 23)
     unpaced = dc.load_dynamics(old)
     assert unpaced.config["pace"] is False
@@ -221,20 +212,11 @@ def test_files_from_before_pacing_load_unpaced(fitted, tmp_path):
 
 def test_damaged_resolved_choices_are_refused(fitted, tmp_path):
     """A file whose resolved tension / continuation are not plain finite numbers is refused before sampling."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     path = tmp_path / "good.safetensors"
     fitted["ode"].save(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     for change in ({"tension": [1.0, "x"]}, {"continuation": {"reversion": -1, "momentum": 0, "target": 0}},
                    {"extrapolation": "wild"}):
-        config = {**json.loads(meta["config"]), **change}
-        bad = tmp_path / "bad.safetensors"
-        save_file(tensors, str(bad), metadata={**meta, "config": json.dumps(config)})
+        bad = rewrite_config(path, tmp_path / "bad.safetensors", lambda config: config.update(change))
         with pytest.raises(ValueError, match="damaged"):
             dc.load_dynamics(bad)
 
@@ -639,22 +621,16 @@ def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
 def test_files_from_before_the_bridges_sample_as_before(fitted, tmp_path):
     """A file without the `between` option: ODE / SDE files take the spline between keyframes, CDE files the
     CDE's corrected path, as they did."""
-    import json
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    def drop_between(config):
+        del config["between"]
+        config.pop("cv_between_error", None)
 
     grid = torch.linspace(0, 5.5, 23)
     for kind, before in (("ode", "spline"), ("sde", "spline"), ("cde", "flow")):
         path = tmp_path / f"{kind}.safetensors"
         fitted[kind].save(path)
-        with safe_open(str(path), framework="pt") as f:
-            meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-        config = json.loads(meta["config"])
-        del config["between"]
-        config.pop("cv_between_error", None)
-        old = tmp_path / f"old-{kind}.safetensors"
-        save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+        old = rewrite_config(path, tmp_path / f"old-{kind}.safetensors", drop_between)
         loaded = dc.load_dynamics(old)
         assert loaded.config["between"] == before
         expected = dc.load_dynamics(path)
@@ -666,17 +642,9 @@ def test_between_option_errors(clip, fitted, tmp_path):
     times, codes, _ = clip
     with pytest.raises(ValueError, match="option between must be 'auto'.*'spline'.*'flow'.*got 'curvy'"):
         dc.fit_dynamics(times, codes, between="curvy")
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     path = tmp_path / "good.safetensors"
     fitted["ode"].save(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    bad = tmp_path / "bad.safetensors"
-    config = {**json.loads(meta["config"]), "between": "auto"}  # a fit always resolves "auto"
-    save_file(tensors, str(bad), metadata={**meta, "config": json.dumps(config)})
+    # a fit always resolves "auto"
+    bad = rewrite_config(path, tmp_path / "bad.safetensors", lambda config: config.update(between="auto"))
     with pytest.raises(ValueError, match="damaged.*between 'auto'"):
         dc.load_dynamics(bad)

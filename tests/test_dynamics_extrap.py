@@ -1,12 +1,12 @@
 """Keyframe mode past the first / last keyframe: the damped continuation (dynamics/_extrap.py)."""
 
-import json
 import math
 
 import pytest
 import torch
 
 import dynode_core as dc
+from dynamics_files import rewrite_config
 from dynode_core.dynamics import _extrap
 
 KINDS = ("ode", "cde", "sde")
@@ -87,21 +87,13 @@ def test_steady_motion_is_continued_then_settles():
 def test_files_without_an_envelope_sample_as_before(tmp_path):
     """A file written before the envelope existed (continuation without "envelope") continues with the old
     formula m + exp(-h / R) (y_e - m + v M (1 - exp(-h / M))), and inside the observed range nothing changes."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     codes = reverting_clip(seed=2)[:9]
     times = torch.arange(9, dtype=torch.float32)
     dyn = dc.fit_dynamics(times, codes, neural=False, iterations=1)
     path = tmp_path / "new.safetensors"
     dyn.save(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["config"])
     c = {"reversion": 2.0, "momentum": 1.0, "target": 0.5}
-    config["continuation"] = c
-    old = tmp_path / "old.safetensors"
-    save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+    old = rewrite_config(path, tmp_path / "old.safetensors", lambda config: config.update(continuation=c))
     loaded = dc.load_dynamics(old)
     inside = torch.linspace(0, 8, 33)
     assert torch.equal(loaded.sample(inside), dyn.sample(inside))
@@ -112,8 +104,7 @@ def test_files_without_an_envelope_sample_as_before(tmp_path):
     expected = m + torch.exp(-h / 2)[:, None] * (y[-1] - m + v * (1 - torch.exp(-h))[:, None])
     got = loaded.basis.encode(loaded.sample(8 + h).flatten(1))
     assert torch.allclose(got, expected, atol=1e-4)
-    config["continuation"] = {**c, "envelope": -1.0}
-    save_file(tensors, str(old), metadata={**meta, "config": json.dumps(config)})
+    rewrite_config(path, old, lambda config: config.update(continuation={**c, "envelope": -1.0}))
     with pytest.raises(ValueError, match="damaged"):
         dc.load_dynamics(old)
 
