@@ -600,6 +600,29 @@ def test_cross_validation_keeps_the_spline_on_a_random_walk(kind):
         assert dc.fit_dynamics(times, codes, iterations=30).config["between"] == "spline"  # MLP-free field
 
 
+def test_cde_trains_long_clips_in_windows_that_chain_into_the_full_solve():
+    """A long clip is trained in windows of at most _WINDOW RK4 steps solved side by side, each starting where
+    the one before ended at the previous call; with the parameters held still, the windows' path equals the
+    full solve's, and gradients reach the field through every window."""
+    from dynode_core.dynamics.cde import _WINDOW
+
+    times = torch.arange(90, dtype=torch.float32) / 8  # 89 gaps of 2 steps: 3 windows
+    codes = smooth_clip(times)[0]
+    dyn = dc.fit_dynamics(times, codes, kind="cde", iterations=1, between="flow")
+    y, tau = dyn.basis.encode(dyn.key_codes.flatten(1)), dyn._tau(dyn.key_times)
+    assert 2 * _WINDOW < 2 * 89 <= 3 * _WINDOW
+    at_knots = dyn._knot_path(y, tau)
+    with torch.no_grad():
+        full = dyn._path(tau, y, tau)
+        for _ in range(3):
+            windows = at_knots()
+    assert windows.shape == full.shape == y.shape
+    assert torch.allclose(windows, full, atol=1e-5)
+    dyn.vector.net[0].weight.grad = None
+    ((at_knots() - y) ** 2).mean().backward()
+    assert dyn.vector.net[0].weight.grad.abs().sum() > 0
+
+
 def test_cde_keeps_its_path_unless_the_spline_wins_clearly():
     """kind="cde" compares its corrected path with the spline on held-out keyframes and keeps the path (what
     it did before the option) unless the spline cuts the log error by a third per held-out keyframe."""

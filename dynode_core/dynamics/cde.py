@@ -26,6 +26,8 @@ from ._mlp import plain_forward
 
 __all__ = ["CDEDynamics"]
 
+_WINDOW = 64  # RK4 steps a training solve runs in sequence (`CDEDynamics._knot_path`)
+
 
 class _Vector(nn.Module):
     """g(z): [B, state] -> [B, state, channels], bounded by tanh (keeps the CDE well behaved)."""
@@ -140,13 +142,59 @@ class CDEDynamics(Dynamics):
 
     def _train(self, progress, cancel, iterations: int, done: int = 0, total: int | None = None) -> None:
         y = self.basis.encode(self.key_codes.flatten(1))
-        tau = self._tau(self.key_times)
+        at_knots = self._knot_path(y, self._tau(self.key_times))
         lam = float(self.config["regularization"])
 
         def loss():
-            return ((self._path(tau, y, tau) - y) ** 2).mean() + lam * self.vector.penalty()
+            return ((at_knots() - y) ** 2).mean() + lam * self.vector.penalty()
 
         self._optimise(loss, self.parameters(), iterations, progress, cancel, done=done, total=total)
+
+    def _knot_path(self, y: torch.Tensor, tau: torch.Tensor):
+        """A function () -> [T, k]: the CDE driven by the clip's own control y [T, k], read at its knots tau [T],
+        as `_path` gives it, for training. Solved in windows of at most `_WINDOW` steps run side by side as one
+        batch: a window starts from where the window before it ended at the previous call (truncated
+        backpropagation through time), so a call costs `_WINDOW` sequential steps whatever the clip's length.
+        A clip of up to `_WINDOW` steps is one window, solved exactly as `_path` does."""
+        spline = TensionSpline(tau, self._tensions()[0])
+        start = float(tau[0])
+        nodes, w_steps = self._grid(spline, tau, start, 1.0, float(tau[-1]) - start)
+        h = nodes[1:] - nodes[:-1]                                       # [S]
+        dx = self._control_velocity(w_steps.to(y) @ y).view(len(h), 3, -1)
+        S = len(h)
+        B = max(1, -(-S // _WINDOW))
+        W = -(-S // B)                                                   # B windows of W steps, the last padded
+        pad = B * W - S
+        h = torch.cat([h, h.new_zeros(pad)]).to(y).view(B, W, 1)         # a step of 0 leaves the state as it is
+        dx = torch.cat([dx, dx.new_zeros(pad, *dx.shape[1:])]).view(B, W, 3, -1, 1)
+        at = (torch.searchsorted(nodes, tau.double().cpu(), right=True) - 1).clamp(0, S).to(y.device)
+        first = torch.cat([tau[:1] / self.span, y[0]])
+        starts = None                                                    # [B - 1, m]: windows 1.. start here
+
+        def path():
+            nonlocal starts
+            g = self.vector.field()
+            z0 = self.init(first)[None]
+            if starts is None and B > 1:  # the first call: every window starts on one solve without gradients
+                with torch.no_grad():
+                    z, ends = z0, []
+                    for b in range(B - 1):
+                        for j in range(W):
+                            z = _rk4(g, z, h[b, j], dx[b, j, 0], dx[b, j, 1], dx[b, j, 2])
+                        ends.append(z)
+                    starts = torch.cat(ends)
+            z = z0 if B == 1 else torch.cat([z0, starts])
+            states = [z]
+            for j in range(W):
+                z = _rk4(g, z, h[:, j], dx[:, j, 0], dx[:, j, 1], dx[:, j, 2])
+                states.append(z)
+            states = torch.stack(states, 1)                              # [B, W + 1, m]
+            if B > 1:
+                starts = states[:-1, -1].detach()
+            on_grid = torch.cat([states[:, :-1].flatten(0, 1), states[-1:, -1]])  # [B W + 1, m], node order
+            return self.readout(on_grid[at]) + (y[0] - self.readout(z0))
+
+        return path
 
     def _path_wins(self, progress, cancel, iterations: int, total: int) -> bool:
         """Whether the CDE's corrected path is kept against the keyframe spline: one short fit of the same
