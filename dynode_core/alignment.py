@@ -170,6 +170,7 @@ class _Detector:
             self.mesh = _mediapipe().FaceMesh(static_image_mode=static, max_num_faces=max_faces,
                                               refine_landmarks=False, min_detection_confidence=min_confidence,
                                               min_tracking_confidence=min_confidence)
+        self.finder = None  # the full-range face detector, made when a frame needs it (`_search`)
         self.calls = 0
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray | None, int]:
@@ -188,23 +189,39 @@ class _Detector:
         sq = _squares(pts)
         return sq[int(np.argmax(sq[:, 3]))], len(faces)
 
+    def boxes(self, image: np.ndarray) -> list[tuple[float, tuple[float, float, float, float]]]:
+        """MediaPipe's full-range face detector on uint8 [H, W, 3] -> [(score, (x, y, w, h) in fractions)]."""
+        if self.finder is None:
+            with _quiet_native_stderr():
+                import mediapipe as mp
+                self.finder = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                        min_detection_confidence=0.5)
+        result = self.finder.process(np.ascontiguousarray(image))
+        out = []
+        for d in result.detections or []:
+            b = d.location_data.relative_bounding_box
+            out.append((float(d.score[0]), (b.xmin, b.ymin, b.width, b.height)))
+        return out
+
     def close(self):
         self.mesh.close()
+        if self.finder is not None:
+            self.finder.close()
 
 
 _RAW = Framing("raw", centre=(0.5, 0.5), half=0.5)
 _REFINE_SIZE = 256
 
 
-def _refine(det: "_Detector", image: np.ndarray, square: np.ndarray) -> np.ndarray:
-    """Landmarks again on the face cut out upright at a fixed size, mapped back to the frame: the detector then
-    sees nearly the same picture whatever the face's position, scale and roll in the frame."""
+def _mesh_on_crop(det: "_Detector", image: np.ndarray, square: np.ndarray) -> np.ndarray | None:
+    """Landmarks on the square (cx, cy, angle, half; frame pixels) cut out upright at a fixed size, mapped
+    back to the frame -> a square, or None when the crop shows no face."""
     m = face_transforms(torch.tensor(square[None]), _REFINE_SIZE, _RAW)[0].double()
     frame = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
     crop = _crop_one(frame, m, _REFINE_SIZE, _RAW)
     sq, _ = det(frames_to_uint8(crop[None]).numpy()[0])
     if sq is None:
-        return square
+        return None
     sq = sq - np.array([0.5, 0.5, 0.0, 0.0])
     mm = m.numpy()
     centre = mm[:2, :2] @ sq[:2] + mm[:2, 2]
@@ -212,13 +229,47 @@ def _refine(det: "_Detector", image: np.ndarray, square: np.ndarray) -> np.ndarr
     return np.array([centre[0], centre[1], square[2] + sq[2], sq[3] * scale])
 
 
+def _refine(det: "_Detector", image: np.ndarray, square: np.ndarray) -> np.ndarray:
+    """Landmarks again on the face cut out upright at a fixed size: the detector then sees nearly the same
+    picture whatever the face's position, scale and roll in the frame."""
+    found = _mesh_on_crop(det, image, square)
+    return square if found is None else found
+
+
+def _search(det: "_Detector", image: np.ndarray, last: np.ndarray | None) -> np.ndarray | None:
+    """A face the face mesh misses on the whole frame, mostly one too small for its detector (which sees the
+    frame at 192 px): first around the previous frame's face (`last`, a square), then MediaPipe's full-range
+    face detector on the frame and on n x n overlapping tiles (n up to 4, tiles of at least ~640 px), best
+    boxes first. A box counts only when the face mesh finds a face on its crop too. -> a square (frame
+    pixels) or None."""
+    if last is not None:
+        found = _mesh_on_crop(det, image, last * np.array([1.0, 1.0, 1.0, 1.6]))
+        if found is not None:
+            return _refine(det, image, found)
+    h, w = image.shape[:2]
+    for n in range(1, min(4, math.ceil(max(h, w) / 640)) + 1):  # tiles of at least ~640 px
+        th, tw = (h, w) if n == 1 else (int(h * 2 / (n + 1)), int(w * 2 / (n + 1)))
+        boxes = []
+        for y0 in np.linspace(0, h - th, n).round().astype(int):
+            for x0 in np.linspace(0, w - tw, n).round().astype(int):
+                for score, (bx, by, bw, bh) in det.boxes(image[y0:y0 + th, x0:x0 + tw]):
+                    boxes.append((score, x0 + (bx + bw / 2) * tw, y0 + (by + bh / 2) * th, max(bw * tw, bh * th)))
+        for _, cx, cy, side in sorted(boxes, reverse=True)[:4]:
+            found = _mesh_on_crop(det, image, np.array([cx - 0.5, cy - 0.5, 0.0, side]))
+            if found is not None:
+                return _refine(det, image, found)
+    return None
+
+
 def detect_faces(frames: Iterable[np.ndarray] | torch.Tensor, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, total: int | None = None,
-                 refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                 refine: bool = True, search: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame FFHQ squares, unsmoothed. frames: a tensor [T, 3, H, W] in [-1, 1] or an iterable of uint8
     [H, W, 3] arrays (e.g. chunks of a video being read). -> (squares [T, 4] float64 (cx, cy, angle, half)
     in frame pixels, NaN where no face; found [T] bool). Several faces in a frame: the largest, with a warning.
     refine: detect again on the upright crop (twice the time; landmarks nearly independent of pose in frame).
+    search: where the whole frame shows no face, look for a small one (`_search`: around the previous frame's
+    face, then with a full-range detector on the frame and on tiles; about 0.1 s for a 1080p frame).
     """
     from .decoding import Cancelled
 
@@ -228,7 +279,7 @@ def detect_faces(frames: Iterable[np.ndarray] | torch.Tensor, progress: Callable
         frames = (frames_to_uint8(clip[i:i + 1]).numpy()[0] for i in range(len(clip)))
     det = _Detector()
     det2 = _Detector() if refine else None
-    squares, several = [], 0
+    squares, several, last = [], 0, None
     try:
         for image in frames:
             if cancel is not None and cancel():
@@ -240,6 +291,10 @@ def detect_faces(frames: Iterable[np.ndarray] | torch.Tensor, progress: Callable
                 sq = sq - np.array([0.5, 0.5, 0.0, 0.0])
                 if det2 is not None:
                     sq = _refine(det2, image, sq)
+            elif search:
+                sq = _search(det2 or det, image, last)
+            if sq is not None:
+                last = sq
             squares.append(np.full(4, np.nan) if sq is None else sq)
             if progress is not None:
                 progress(len(squares), total or len(squares))

@@ -217,3 +217,26 @@ def test_framing_from_a_generator(one_thread):
     big = builtin.render_faces(builtin.random_factors(1, seed=2), size=128)
     a = dc.align_faces(big, size=64, framing=G)
     assert a.framing.name == "builtin"
+
+
+@needs_faces
+@needs_photos
+def test_small_face_in_a_large_frame_is_found_and_followed(one_thread):
+    """A face too small for the face mesh's own detector on the whole frame (64 px in 1080p) is found by the
+    search (full-range detector, tiles, then around the previous frame's face) and aligned as well as the
+    photo itself; without the search it is lost."""
+    import torch.nn.functional as F
+
+    small = F.interpolate(photo(2), size=(64, 64), mode="area")  # the 256-px photo at a quarter
+    shrink = torch.tensor([[0.25, 0, -0.375], [0, 0.25, -0.375], [0, 0, 1.0]])  # photo px -> small px (centres)
+    moves = [similarity(1.0, 0.0, 1200.0 + 12 * k, 400.0 + 5 * k) for k in range(3)]
+    bg = smooth_background(1080, 1920, 7)
+    clip = torch.cat([place_image(small, m, bg) for m in moves])
+    squares, found = alignment.detect_faces(clip, search=False)
+    assert not found.any()
+    base = dc.align_faces(photo(2), size=256)
+    a = dc.align_faces(clip, size=256, smoothing=0)
+    assert a.found.all()
+    for k, m in enumerate(moves):
+        # in frame pixels: the 256-px crop's corners land within 2 px of where the photo's own alignment puts them
+        assert corner_error(a.transforms[k], m @ shrink @ base.transforms[0], 256) < 2.0
