@@ -89,11 +89,12 @@ def scene_clip(times, seed: int = 0, size: tuple[int, int] = (144, 192), face: i
     out = []
     for k in range(len(t)):
         img, u, v = _warp(faces[k:k + 1], m[k], h, w)
-        # the face square fades into the textured background outside the head and shoulders (soft ellipses)
+        # the face square fades into the textured background outside the head and shoulders (soft ellipses, the
+        # head's reaching 0 at the square's top edge: one reaching past it left a straight seam in the frame)
         def soft(cx, cy, rx, ry):
             r = torch.sqrt(((u - cx * face) / (rx * face)) ** 2 + ((v - cy * face) / (ry * face)) ** 2)
             return ((1.0 - r) / 0.15).clamp(0, 1)
 
-        alpha = (torch.maximum(soft(0.5, 0.42, 0.5, 0.56), soft(0.5, 0.86, 0.46, 0.13)) * _inside(u, v, face)).float()
+        alpha = (torch.maximum(soft(0.5, 0.47, 0.5, 0.47), soft(0.5, 0.86, 0.46, 0.13)) * _inside(u, v, face)).float()
         out.append(img[0] * alpha + bg * (1 - alpha))
     return torch.stack(out).clamp(-1, 1)
