@@ -78,3 +78,24 @@ def test_shipped_directions_move_their_factor(G, E):
     region = dc.builtin.face_regions(f) > 0.5
     inside, outside = change[region].mean(), change[~region].mean()
     assert inside > 3 * outside, f"mean change {inside:.3f} in eyes/mouth vs {outside:.3f} elsewhere"
+
+
+def test_scene_face_square_has_no_seam():
+    """Where the rendered face square ends, the scene is its textured background: the square's own flat
+    background fades out inside it, leaving no edge (one did, along the square's top)."""
+    from dynode_core.builtin.scene import _texture, scene_clip, scene_transforms
+
+    times = torch.tensor([0.0, 0.7, 1.9])
+    frames = scene_clip(times, seed=2)
+    m = scene_transforms(times).double()
+    face, side = 128, torch.linspace(0, 127, 200, dtype=torch.float64)
+    edge = torch.cat([torch.stack([side, torch.zeros_like(side)], 1), torch.stack([side, side * 0 + 127], 1),
+                      torch.stack([torch.zeros_like(side), side], 1), torch.stack([side * 0 + 127, side], 1)])
+    bg_colour = (dc.builtin.render_faces(dc.builtin.talking_clip(times[:1], seed=2), size=face)[0, :, 2, 2] + 1) / 2
+    bg = _texture(144, 192, bg_colour, 2)
+    for k in range(len(times)):
+        xy = edge @ m[k, :2, :2].T + m[k, :2, 2]
+        x, y = xy[:, 0].round().long(), xy[:, 1].round().long()
+        ok = (x >= 0) & (x < 192) & (y >= 0) & (y < 144)
+        step = (frames[k][:, y[ok], x[ok]] - bg[:, y[ok], x[ok]]).abs().max()
+        assert step < 0.03, f"frame {k}: the face square's edge differs from the background by {float(step):.3f}"

@@ -95,6 +95,6 @@ def scene_clip(times, seed: int = 0, size: tuple[int, int] = (144, 192), face: i
             r = torch.sqrt(((u - cx * face) / (rx * face)) ** 2 + ((v - cy * face) / (ry * face)) ** 2)
             return ((1.0 - r) / 0.15).clamp(0, 1)
 
-        alpha = (torch.maximum(soft(0.5, 0.47, 0.5, 0.47), soft(0.5, 0.86, 0.46, 0.13)) * _inside(u, v, face)).float()
+        alpha = (torch.maximum(soft(0.5, 0.47, 0.5, 0.47), soft(0.5, 0.85, 0.46, 0.12)) * _inside(u, v, face)).float()
         out.append(img[0] * alpha + bg * (1 - alpha))
     return torch.stack(out).clamp(-1, 1)
