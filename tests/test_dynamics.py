@@ -618,8 +618,9 @@ def test_cde_trains_long_clips_in_windows_that_chain_into_the_full_solve():
             windows = at_knots()
     assert windows.shape == full.shape == y.shape
     assert torch.allclose(windows, full, atol=1e-5)
+    # the last window starts from a detached state: its knots still train the field through its own steps
     dyn.vector.net[0].weight.grad = None
-    ((at_knots() - y) ** 2).mean().backward()
+    ((at_knots()[-10:] - y[-10:]) ** 2).mean().backward()
     assert dyn.vector.net[0].weight.grad.abs().sum() > 0
 
 
