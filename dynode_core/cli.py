@@ -259,12 +259,11 @@ def _check_fit_options(kind: str, options: dict) -> None:
     from . import dynamics_options
     from ._limits import check_dynamics_config
     from .dynamics.kinds import kind_class
-    from .dynamics.options import check_options
+    from .dynamics.options import ALIASES, check_options
 
     defaults = dynamics_options(kind)
-    aliases = {"iters": "iterations"}
     for k, v in options.items():
-        name = aliases.get(k, k)
+        name = ALIASES.get(k, k)
         if name not in defaults:
             raise CLIError(f"--option {k}: unknown option for --kind {kind}; valid: {', '.join(sorted(defaults))}")
         d = defaults[name]
