@@ -221,12 +221,10 @@ def choose_tension(knots: torch.Tensor, values: torch.Tensor, tolerance: float =
             errors[a] += ((w @ values[keep] - values[j]) ** 2)[0]
     if not torch.isfinite(errors).all():
         return [TENSIONS[-1]] * C
-    pooled = len(folds) < min_folds_per_direction  # too few folds to judge directions apart
-    if pooled:
-        errors = errors.sum(1, keepdim=True).expand(-1, C)
+    if len(folds) < min_folds_per_direction:  # too few folds to judge directions apart: one tension for all
+        pooled = errors.sum(1)
+        return [max(p for a, p in enumerate(TENSIONS) if pooled[a] <= (1 + tolerance) * pooled.min() + 1e-12)] * C
     ok = errors <= (1 + tolerance) * errors.min(0).values + 1e-12
-    if pooled:
-        return [max(p for a, p in enumerate(TENSIONS) if ok[a, c]) for c in range(C)]
     home = min(range(len(TENSIONS)), key=lambda a: abs(math.log1p(TENSIONS[a]) - math.log1p(prior)))
     return [TENSIONS[min((a for a in range(len(TENSIONS)) if ok[a, c]), key=lambda a: (abs(a - home), -a))]
             for c in range(C)]
